@@ -1,0 +1,75 @@
+"""The ``qldm`` command. Each subcommand lives in its own module, imported only when that command runs.
+
+A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports) and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "COMMANDS"]
+
+# name -> (module, one-line help). Modules to the right of qldm (hardware, analysis) are imported only here, lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("qldm.commands.demo", "train the tiny preset on built-in faces and sample a grid (the main job)"),
+    "train": ("qldm.commands.train", "train the hybrid latent diffusion model"),
+    "train-vae": ("qldm.commands.train_vae", "train a small VAE on a data set (stage 1)"),
+    "sample": ("qldm.commands.sample", "generate images from prompts"),
+    "evaluate": ("qldm.commands.evaluate", "FID, spectra and prompt-attribute accuracy"),
+    "circuit": ("qldm.commands.circuit", "build a circuit spec and export/draw it"),
+    "hardware": ("hardware.cli", "IBM backends: plan, transpile report, emulator checks"),
+    "bp": ("analysis.cli_bp", "barren-plateau gradient-variance study"),
+    "expressivity": ("analysis.cli_expressivity", "output spread, input-gradient norms and simulability of the Q-FFN"),
+}
+
+
+def _load(name: str):
+    module_name = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            return None
+        raise
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qldm", description="Hybrid quantum-classical latent diffusion on Qiskit.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:  # only the chosen command's module is imported
+            module = _load(name)
+            if module is not None:
+                module.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``qldm`` console script. Returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = _load(args.command)
+    if module is None:
+        print(f"qldm {args.command}: this command is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
+        # Configuration and input errors get one clear line, not a traceback.
+        print(f"qldm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qldm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
