@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
-        # Configuration and input errors get one clear line, not a traceback.
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        # Configuration and input errors (all raised as ValueError subclasses or OS path errors) get one clear
+        # line, not a traceback. Anything else is a bug and keeps its traceback.
         print(f"qldm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

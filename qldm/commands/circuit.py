@@ -1,0 +1,41 @@
+"""``qldm circuit``: build a circuit spec, print its summary, export QPY/QASM3 and draw it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", choices=["qffn", "bp"], default="qffn", help="circuit family")
+    parser.add_argument("--n-qubits", type=int, default=4, help="data qubits")
+    parser.add_argument("--layers", type=int, default=2, help="layers")
+    parser.add_argument("--ancillas", default="per-qubit", help="per-qubit | shared | none")
+    parser.add_argument("--readout", default="ring", help="qffn only: ring | local")
+    parser.add_argument("--observable", default="z0z1", help="bp only: z0z1 | global | local")
+    parser.add_argument("--seed", type=int, default=0, help="bp only: seed of the random gate axes")
+    parser.add_argument("--qpy", help="write the circuit as QPY to this path")
+    parser.add_argument("--qasm3", help="write the circuit as OpenQASM 3 to this path")
+    parser.add_argument("--draw", help="draw the circuit (matplotlib) to this PNG path")
+
+
+def run(args: argparse.Namespace) -> int:
+    import circuits
+
+    if args.kind == "qffn":
+        spec = circuits.qffn_circuit(args.n_qubits, args.layers, ancillas=args.ancillas, readout=args.readout)
+    else:
+        spec = circuits.bp_circuit(
+            args.n_qubits, args.layers, ancillas=args.ancillas, observable=args.observable, seed=args.seed
+        )
+    ops = spec.circuit.count_ops()
+    print(spec)
+    print(f"fingerprint {spec.fingerprint()}  depth {spec.circuit.depth()}  gates {dict(ops)}")
+    if args.qpy:
+        print("wrote", circuits.to_qpy(spec, args.qpy))
+    if args.qasm3:
+        circuits.to_qasm3(spec, args.qasm3)
+        print("wrote", args.qasm3)
+    if args.draw:
+        circuits.draw(spec, args.draw)
+        print("wrote", args.draw)
+    return 0
