@@ -1,0 +1,182 @@
+"""Image folders: the Hugging Face imagefolder convention and the Kaggle Anime Face layout.
+
+- imagefolder: ``root/metadata.jsonl``, one JSON object a line with ``file_name`` (relative to root)
+  and ``text``; other keys (``year``, ...) become the item's ``attributes``.
+- Kaggle: image files (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, ``.bmp``) anywhere under root, each with an
+  optional same-stem ``.txt`` caption.
+
+Every image is decoded once at construction, centre-cropped to a square, resized (bicubic) and kept as
+uint8, so a corrupt file is found up front: it is skipped with a :class:`CorruptImageWarning`, its name is
+listed in ``dataset.skipped``, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+__all__ = [
+    "ImageFolderDataset",
+    "CorruptImageWarning",
+    "IMAGE_EXTENSIONS",
+    "center_crop_resize",
+    "default_anime_faces_path",
+]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+ANIME_FACES_ENV = "QLDM_ANIME_FACES"
+
+Captioner = Callable[[Image.Image], tuple[str, dict[str, Any]]]
+
+
+class CorruptImageWarning(UserWarning):
+    """An image file could not be decoded and was skipped."""
+
+
+def default_anime_faces_path() -> Path:
+    """Where the shared real faces live: ``$QLDM_ANIME_FACES``, else ``<repo>/../shared/data/anime-faces-64``.
+
+    Returns:
+        The path (it may not exist; callers check).
+    """
+    env = os.environ.get(ANIME_FACES_ENV)
+    if env:
+        return Path(env).expanduser()
+    repo = Path(__file__).resolve().parents[2]
+    return repo.parent / "shared" / "data" / "anime-faces-64"
+
+
+def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square on the short side, then resize to ``size x size`` (bicubic)."""
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != size:
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    return image
+
+
+def _list_entries(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(relative file name, caption, extra attributes) for every image under root."""
+    meta = root / "metadata.jsonl"
+    if meta.is_file():
+        entries = []
+        with meta.open(encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    name = str(row.pop("file_name"))
+                except (json.JSONDecodeError, KeyError) as err:
+                    raise ValueError(f"{meta}:{line_no}: not a JSON object with 'file_name' ({err})") from err
+                text = str(row.pop("text", ""))
+                entries.append((name, text, row))
+        return entries
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()):
+        caption = path.with_suffix(".txt")
+        text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else ""
+        entries.append((path.relative_to(root).as_posix(), text, {}))
+    return entries
+
+
+class ImageFolderDataset(Dataset):
+    """Images and captions from a folder, centre-cropped and resized.
+
+    Args:
+        root: The folder (imagefolder with ``metadata.jsonl``, or Kaggle-style files with optional ``.txt``).
+        image_size: Output side S.
+        captioner: Optional callable ``PIL image -> (caption, attributes)``, e.g. :class:`HairColorCaptioner`;
+            when given, it replaces the folder's captions and its attributes are merged into each item's.
+        limit: Keep at most this many readable images (in file order), for quick runs.
+
+    Attributes:
+        root: The folder.
+        skipped: Relative names of files that could not be decoded (they are not in the dataset).
+        file_names: Relative names of the images in the dataset, in item order.
+
+    Items are ``{"pixel_values": float (3, S, S) in [-1, 1], "text": str, "attributes": dict}``.
+
+    Raises:
+        ValueError: If root is not a directory, has no images, none of them decodes, or metadata is malformed.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        image_size: int,
+        captioner: Captioner | None = None,
+        limit: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"image folder {str(self.root)!r} does not exist or is not a directory")
+        if image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        entries = _list_entries(self.root)
+        if not entries:
+            raise ValueError(
+                f"no images found in {str(self.root)!r} (expected metadata.jsonl or files with extensions "
+                f"{', '.join(IMAGE_EXTENSIONS)})"
+            )
+        self.image_size = int(image_size)
+        self.skipped: list[str] = []
+        self.file_names: list[str] = []
+        self.texts: list[str] = []
+        self.attributes: list[dict[str, Any]] = []
+        pixels: list[np.ndarray] = []
+        for name, text, extra in entries:
+            if limit is not None and len(pixels) >= limit:
+                break
+            try:
+                with Image.open(self.root / name) as im:
+                    image = im.convert("RGB")  # forces a full decode: truncated files fail here
+            # Pillow raises OSError (UnidentifiedImageError) for most broken files, SyntaxError for some PNGs.
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+                self.skipped.append(name)
+                warnings.warn(
+                    f"skipping unreadable image {name!r} in {str(self.root)!r}: {err}",
+                    CorruptImageWarning,
+                    stacklevel=2,
+                )
+                continue
+            attrs = dict(extra)
+            if captioner is not None:
+                text, tags = captioner(image)
+                attrs.update(tags)
+            pixels.append(np.asarray(center_crop_resize(image, self.image_size), dtype=np.uint8))
+            self.file_names.append(name)
+            self.texts.append(text)
+            self.attributes.append(attrs)
+        if not pixels:
+            raise ValueError(f"none of the {len(entries)} images in {str(self.root)!r} could be read")
+        if self.skipped:
+            warnings.warn(
+                f"skipped {len(self.skipped)} unreadable image(s) in {str(self.root)!r}",
+                CorruptImageWarning,
+                stacklevel=2,
+            )
+        self.images = (
+            torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+        )  # uint8 (N, 3, S, S)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        pixels = self.images[index].float() / 127.5 - 1.0  # (3, S, S) in [-1, 1]
+        return {"pixel_values": pixels, "text": self.texts[index], "attributes": dict(self.attributes[index])}
