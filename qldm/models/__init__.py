@@ -1,0 +1,59 @@
+"""The latent diffusion model: config, VAE, text encoder, quantum U-Net, diffusion process and pipeline."""
+
+from qldm.models.config import QFFN_BRANCHES, QUANTUM_BLOCKS, ModelConfig
+from qldm.models.diffusion import (
+    SAMPLERS,
+    diffusion_loss,
+    drop_captions,
+    make_sample_scheduler,
+    make_train_scheduler,
+)
+from qldm.models.pipeline import QLDMPipeline, build_pipeline
+from qldm.models.text import TextEncoder, build_text_encoder
+from qldm.models.unet import (
+    CIRCUIT_FIELDS,
+    CircuitMismatchError,
+    FeedForward,
+    QLDMUNet,
+    build_unet,
+    check_circuit_compatible,
+    unet_kwargs,
+)
+from qldm.models.vae import (
+    CachedLatents,
+    LatentCache,
+    build_vae,
+    decode_latents,
+    encode_images,
+    measure_latent_scale,
+    vae_fingerprint,
+)
+
+__all__ = [
+    "ModelConfig",
+    "QUANTUM_BLOCKS",
+    "QFFN_BRANCHES",
+    "build_vae",
+    "measure_latent_scale",
+    "encode_images",
+    "decode_latents",
+    "LatentCache",
+    "CachedLatents",
+    "vae_fingerprint",
+    "TextEncoder",
+    "build_text_encoder",
+    "QLDMUNet",
+    "FeedForward",
+    "build_unet",
+    "unet_kwargs",
+    "check_circuit_compatible",
+    "CircuitMismatchError",
+    "CIRCUIT_FIELDS",
+    "make_train_scheduler",
+    "make_sample_scheduler",
+    "diffusion_loss",
+    "drop_captions",
+    "SAMPLERS",
+    "QLDMPipeline",
+    "build_pipeline",
+]

@@ -1,0 +1,251 @@
+"""``ModelConfig``: every architectural and diffusion choice of the latent diffusion model, typed and checked.
+
+The defaults are the ``tiny`` CPU preset's model (32 px images, a small VAE and T5 built from config, 4 data
+qubits in the U-Net bottleneck). Run presets (``qldm/config.py``) override fields;
+:meth:`ModelConfig.validate` gives one clear ``ValueError`` per bad setting before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ModelConfig", "QUANTUM_BLOCKS", "QFFN_BRANCHES"]
+
+QUANTUM_BLOCKS = ("none", "bottleneck", "all")
+QFFN_BRANCHES = ("quantum", "mlp", "shuffled")
+_ANCILLAS = ("per-qubit", "shared", "none")
+_READOUTS = ("ring", "local")
+_WEIGHT_INITS = ("uniform", "small")
+_PREDICTIONS = ("epsilon", "v_prediction")
+_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+_STATEVECTOR_MAX_WIRES = (
+    24  # 2**24 complex64 amplitudes = 128 MiB per token: the practical limit of a statevector
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model: VAE, text encoder, U-Net with Q-FFN blocks, and the diffusion process.
+
+    Attributes (groups):
+        image_size, image_channels: Pixel space (square images).
+        vae: ``"tiny"`` (an ``AutoencoderKL`` built from ``vae_block_channels``) or a local path / hub id of a
+            pretrained one. For a pretrained VAE, ``vae_block_channels`` must have as many entries as its
+            levels (it fixes the downsampling factor) and ``latent_channels`` must match; ``build_vae`` checks
+            both.
+        latent_scale: Multiplier that brings latents to unit standard deviation, measured on the data with
+            ``measure_latent_scale`` (Stable Diffusion's 0.18215 was found the same way) and stored here.
+        text_encoder: ``"tiny"`` (a small ``T5EncoderModel`` from ``T5Config`` with the file-free ByT5
+            tokenizer) or a path / hub id (e.g. ``google-t5/t5-small``), loaded with ``AutoTokenizer``.
+            ``text_dim`` must equal the encoder's hidden size; it is the U-Net's cross-attention width.
+        train_text_encoder: Default False. The tiny encoder is then a fixed, seeded random feature map of the
+            caption bytes (saved with the pipeline); the U-Net's cross-attention learns to read it, and
+            captions can be encoded once and cached. Pretrained encoders are always frozen (``validate``
+            refuses True).
+        unet_block_channels, layers_per_block, attention_head_dim, attention_levels: U-Net levels, residual
+            layers per level, channels per attention head, and which levels (0 = full latent resolution) carry
+            cross-attention transformer blocks. The mid block always carries one.
+        quantum_blocks: Where ``QuantumFeedForward`` replaces the FFN: ``"none"`` (classical control),
+            ``"bottleneck"`` (mid block only, the original README's claim) or ``"all"`` (every transformer
+            block, what the original code does).
+        n_qubits ... weight_init: The Q-FFN and its circuit (see ``circuits.qffn_circuit`` and
+            ``QuantumFeedForward``).
+        match_params, match_blocks: With ``quantum_blocks="none"``, widen the FFNs of the ``match_blocks``
+            ("bottleneck"/"all") blocks so the model has the quantum model's parameter count.
+        prediction_type, num_train_timesteps, beta_schedule, beta_start, beta_end: The DDPM process. The
+            default is the original's linear 1e-4..0.02 over 1000 steps (Ho et al. 2020), whose last step is
+            nearly pure noise, so samplers starting from N(0, I) match training.
+        cfg_dropout: Probability of replacing a caption by the empty one, per sample (classifier-free
+            guidance, Ho & Salimans 2022).
+        attention_dropout: Dropout on the attention outputs of the transformer blocks (training mode only).
+    """
+
+    # pixels and VAE
+    image_size: int = 32
+    image_channels: int = 3
+    vae: str = "tiny"
+    vae_block_channels: tuple[int, ...] = (32, 64)
+    vae_layers_per_block: int = 1
+    latent_channels: int = 4
+    latent_scale: float = 1.0
+    # text
+    text_encoder: str = "tiny"
+    text_dim: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    max_text_length: int = 64
+    train_text_encoder: bool = False
+    # U-Net
+    unet_block_channels: tuple[int, ...] = (64, 128)
+    layers_per_block: int = 1
+    attention_head_dim: int = 32
+    attention_levels: tuple[int, ...] = (1,)
+    ff_mult: int = 4
+    attention_dropout: float = 0.0
+    # quantum feed-forward
+    quantum_blocks: str = "bottleneck"
+    n_qubits: int = 4
+    n_qubit_layers: int = 2
+    ancillas: str = "per-qubit"
+    readout: str = "ring"
+    quantum_executor: str = "statevector"
+    qffn_branch: str = "quantum"
+    gate_init: float = 0.1
+    gate_trainable: bool = True
+    weight_init: str = "uniform"
+    match_params: bool = False
+    match_blocks: str = "all"
+    # diffusion
+    prediction_type: str = "epsilon"
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    cfg_dropout: float = 0.1
+
+    # ----------------------------------------------------------------------------------------------- derived
+    @property
+    def cross_attention_dim(self) -> int:
+        """Width of the text tokens the U-Net attends to (= ``text_dim``)."""
+        return self.text_dim
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixel-to-latent downsampling: ``AutoencoderKL`` halves the size at every level but the last."""
+        return 2 ** (len(self.vae_block_channels) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.vae_scale_factor
+
+    @property
+    def num_wires(self) -> int:
+        """Circuit width: data qubits plus ancillas."""
+        extra = {"per-qubit": self.n_qubits, "shared": 1, "none": 0}.get(self.ancillas, 0)
+        return self.n_qubits + extra
+
+    def circuit_metadata(self) -> dict[str, Any]:
+        """The fields that make a checkpoint's circuit compatible (see ``check_circuit_compatible``)."""
+        return {
+            "n_qubits": self.n_qubits,
+            "n_qubit_layers": self.n_qubit_layers,
+            "ancillas": self.ancillas,
+            "readout": self.readout,
+            "quantum_blocks": self.quantum_blocks,
+        }
+
+    # ----------------------------------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of every field (tuples become lists in JSON; ``from_dict`` restores them)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: On unknown keys (named in the message).
+        """
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields: {sorted(names)}")
+        kwargs = {}
+        for key, value in data.items():
+            if typing.get_origin(hints[key]) is tuple and isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    # -------------------------------------------------------------------------------------------- validation
+    def validate(self) -> ModelConfig:
+        """Check every field; returns ``self`` so that ``ModelConfig(...).validate()`` chains.
+
+        Raises:
+            ValueError: Naming the first bad field, its value and what would be valid.
+        """
+        choices = {
+            "quantum_blocks": QUANTUM_BLOCKS,
+            "qffn_branch": QFFN_BRANCHES,
+            "ancillas": _ANCILLAS,
+            "readout": _READOUTS,
+            "weight_init": _WEIGHT_INITS,
+            "prediction_type": _PREDICTIONS,
+            "beta_schedule": _BETA_SCHEDULES,
+            "match_blocks": ("bottleneck", "all"),
+        }
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(valid)}")
+        positive = (
+            "image_size image_channels vae_layers_per_block latent_channels text_dim text_layers text_heads "
+            "max_text_length layers_per_block attention_head_dim ff_mult n_qubits n_qubit_layers "
+            "num_train_timesteps"
+        )
+        for name in positive.split():
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("vae_block_channels", "unet_block_channels"):
+            chans = getattr(self, name)
+            if not chans or any(not isinstance(c, int) or c < 1 for c in chans):
+                raise ValueError(f"{name} must be a non-empty tuple of positive integers, got {chans!r}")
+        factor = self.vae_scale_factor * 2 ** (len(self.unet_block_channels) - 1)
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size={self.image_size} is not divisible by the total downsampling {factor} "
+                f"(VAE x{self.vae_scale_factor}, U-Net x{factor // self.vae_scale_factor}); "
+                f"use a multiple of {factor} or fewer levels"
+            )
+        if not self.latent_scale > 0 or not math.isfinite(self.latent_scale):
+            raise ValueError(f"latent_scale must be a positive finite number, got {self.latent_scale!r}")
+        levels = len(self.unet_block_channels)
+        if any(not 0 <= lv < levels for lv in self.attention_levels):
+            raise ValueError(f"attention_levels={self.attention_levels} must lie in 0..{levels - 1}")
+        for ch in self.unet_block_channels:
+            if ch % self.attention_head_dim:
+                raise ValueError(
+                    f"unet_block_channels entry {ch} is not divisible by "
+                    f"attention_head_dim={self.attention_head_dim}"
+                )
+        if self.text_dim % self.text_heads:
+            raise ValueError(f"text_dim={self.text_dim} is not divisible by text_heads={self.text_heads}")
+        if self.train_text_encoder and self.text_encoder != "tiny":
+            raise ValueError(
+                f"train_text_encoder=True with the pretrained encoder {self.text_encoder!r}: "
+                "pretrained encoders are frozen; use text_encoder='tiny' to train one jointly"
+            )
+        if not 0.0 <= self.cfg_dropout <= 1.0:
+            raise ValueError(f"cfg_dropout must lie in [0, 1], got {self.cfg_dropout}")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must lie in [0, 1), got {self.attention_dropout}")
+        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+            raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        if self.match_params and self.quantum_blocks != "none":
+            raise ValueError(
+                "match_params=True only applies to quantum_blocks='none' (the classical control)"
+            )
+        self._validate_executor()
+        return self
+
+    def _validate_executor(self) -> None:
+        from qldm.quantum.registry import EXECUTORS
+
+        if self.quantum_executor not in EXECUTORS:
+            raise ValueError(f"quantum_executor={self.quantum_executor!r} is not one of {sorted(EXECUTORS)}")
+        uses_circuit = self.quantum_blocks != "none" and self.qffn_branch != "mlp"
+        if (
+            uses_circuit
+            and self.quantum_executor == "statevector"
+            and self.num_wires > _STATEVECTOR_MAX_WIRES
+        ):
+            raise ValueError(
+                f"n_qubits={self.n_qubits} with ancillas={self.ancillas!r} needs {self.num_wires} wires; the "
+                f"statevector executor holds at most {_STATEVECTOR_MAX_WIRES} (2**wires amplitudes per "
+                "token). "
+                "Use quantum_executor='tensornet' (exact, linear in n for this circuit) or 'branch'"
+            )
