@@ -1,0 +1,323 @@
+"""Throughput and peak memory of ``QuantumLayer`` on the Q-FFN circuit, per executor (issue 2, section 6).
+
+Usage::
+
+    python benchmarks/bench_quantum_layer.py                 # full run: n = 4, 8, 12, 16, 32
+    python benchmarks/bench_quantum_layer.py --quick         # smoke run: n = 4, 8, few tokens
+    python benchmarks/bench_quantum_layer.py --executors statevector aer-qnn --n 4
+
+Circuit: ``qffn_circuit(n, n_layers=2, ancillas="per-qubit", readout="ring")`` (2n wires). Each (executor, n)
+cell runs in a fresh child process, so that its memory is its own and a crash, a timeout or a memory blow-up
+loses only that cell. Per cell the child
+
+1. builds ``QuantumLayer(spec, executor=...)`` and runs a warm-up forward+backward twice on a few tokens
+   (compilation, lazy initialisation); the faster one sizes the batch, ``clamp(target_s / s_per_token)``;
+2. times the forward under ``torch.no_grad`` (inference) and the forward+backward (``sum().backward()``, with
+   gradients to inputs and weights as inside the Q-FFN), ``--repeats`` times each, and reports the median;
+3. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through
+   ``/proc/self/clear_refs`` just before the phase) minus the resident set at that moment. The measure is the
+   same for every executor, whether memory comes from torch's allocator, Aer's C++ simulator or numpy
+   (``tracemalloc`` would miss the first two). Memory that an allocator cached in an earlier phase and reuses
+   does not count again. Where the reset is not allowed, ``ru_maxrss`` is used (an upper bound, flagged).
+
+A parent-side watchdog kills a child whose resident set exceeds ``--mem-limit-gib`` or that runs past
+``--timeout``. An executor that is too slow, killed or failing at some n is not tried at larger n. Executors
+whose module fails to import are listed as unavailable. Torch gets ``--threads`` threads, and so does Aer
+(``max_parallel_threads``), so the comparison is fair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quantum_layer.json"
+SIZES = (4, 8, 12, 16, 32)
+
+# name -> (registry name, module to import, options, largest n tried, tokens cap)
+EXECUTORS: dict[str, tuple[str, str, dict, int, int]] = {
+    "statevector": ("statevector", "qldm.quantum.statevector", {}, 12, 4096),
+    "tensornet": ("tensornet", "qldm.quantum.tensornet", {}, 32, 4096),
+    "branch-K1": ("branch", "qldm.quantum.branch", {}, 32, 4096),
+    "aer-pub": ("aer", "qldm.quantum.aer", {"method": "pub"}, 8, 256),
+    "aer-qnn": ("aer", "qldm.quantum.aer", {"method": "qnn"}, 4, 8),
+}
+_BRANCH_K_NAMES = ("k", "K", "num_branches", "branches", "n_branches", "num_samples", "samples", "shots")
+
+
+# ================================================================================================ child
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's resident high-water mark (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_delta(timed, tokens: int, repeats: int) -> tuple[float, float, str]:
+    """Median seconds of ``timed(tokens)`` and the peak resident growth (MiB) while it ran."""
+    import resource
+    import statistics
+
+    gc.collect()
+    before = _status_mib("VmRSS:")
+    if _reset_peak():
+        seconds = statistics.median(timed(tokens) for _ in range(repeats))
+        return seconds, max(_status_mib("VmHWM:") - before, 0.0), "VmHWM"
+    seconds = statistics.median(timed(tokens) for _ in range(repeats))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; includes earlier peaks
+    return seconds, max(peak - before, 0.0), "ru_maxrss (upper bound)"
+
+
+def _run_cell(cfg: dict) -> dict:
+    """Measure one (executor, n) cell. Runs inside the child process."""
+    import torch
+
+    from circuits import qffn_circuit
+    from qldm.quantum import QuantumLayer, make_executor
+
+    torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(0)
+    opts = dict(cfg["options"])
+    if cfg["registry"] == "aer":  # give Aer the same thread budget as torch
+        opts["backend_options"] = {"max_parallel_threads": cfg["threads"]}
+    spec = qffn_circuit(cfg["n"], n_layers=2, ancillas="per-qubit", readout="ring")
+    layer = QuantumLayer(spec, executor=make_executor(cfg["registry"], **opts))
+
+    def fwd(tokens: int) -> float:
+        x = torch.randn(tokens, spec.num_inputs)
+        t = time.perf_counter()
+        with torch.no_grad():
+            layer(x)
+        return time.perf_counter() - t
+
+    def fwd_bwd(tokens: int) -> float:
+        x = torch.randn(tokens, spec.num_inputs, requires_grad=True)
+        layer.zero_grad(set_to_none=True)
+        t = time.perf_counter()
+        layer(x).sum().backward()
+        return time.perf_counter() - t
+
+    warm_tokens = cfg["min_tokens"]
+    t_warm = fwd_bwd(warm_tokens)
+    t_warm = min(t_warm, fwd_bwd(warm_tokens))  # the first call also pays one-off costs
+    per_token = t_warm / warm_tokens
+    if per_token * cfg["min_tokens"] > cfg["cell_budget_s"]:
+        return {"status": "too slow", "note": f"{per_token:.3g} s/token fwd+bwd in warm-up"}
+    tokens = int(max(cfg["min_tokens"], min(cfg["max_tokens"], cfg["target_s"] / max(per_token, 1e-9))))
+    t_fwd, mem_fwd, how = _peak_delta(fwd, tokens, cfg["repeats"])
+    t_fb, mem_fb, _ = _peak_delta(fwd_bwd, tokens, cfg["repeats"])
+    return {
+        "status": "ok",
+        "tokens": tokens,
+        "fwd_tokens_per_s": tokens / t_fwd,
+        "fwd_bwd_tokens_per_s": tokens / t_fb,
+        "fwd_s": t_fwd,
+        "fwd_bwd_s": t_fb,
+        "fwd_peak_mib": mem_fwd,
+        "fwd_bwd_peak_mib": mem_fb,
+        "memory_measure": how,
+        "executor_describe": layer.executor.describe(),
+        "note": "",
+    }
+
+
+# ================================================================================================ parent
+def _machine_info(threads: int) -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("torch", "numpy", "qiskit", "qiskit_aer", "qiskit_machine_learning", "opt_einsum", "quimb"):
+        try:
+            versions[mod] = importlib.import_module(mod).__version__
+        except Exception:  # noqa: BLE001 - optional packages may be absent or broken
+            versions[mod] = None
+    try:
+        git = {"cwd": ROOT, "capture_output": True, "text": True}
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain"], **git).stdout)
+    except OSError:
+        commit, dirty = None, None
+    return {
+        "cpu_model": cpu, "logical_cores": os.cpu_count(), "threads": threads,
+        "python": platform.python_version(), "platform": platform.platform(),
+        "versions": versions, "git_commit": commit, "git_dirty": dirty,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_avg_at_start": os.getloadavg(),
+    }  # fmt: skip
+
+
+def _branch_k_option() -> dict:
+    """The BranchExecutor keyword that sets K (its name is that module's choice), set to 1."""
+    from qldm.quantum.branch import BranchExecutor
+
+    params = inspect.signature(BranchExecutor.__init__).parameters
+    name = next((p for p in _BRANCH_K_NAMES if p in params), None)
+    if name is None:
+        raise RuntimeError(f"no K option among {list(params)}")
+    return {name: 1}
+
+
+def _spawn(cfg: dict, timeout_s: float, mem_limit_mib: float) -> dict:
+    """Run one cell in a child with a wall-clock and resident-memory watchdog."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), MKL_NUM_THREADS=str(cfg["threads"]))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(cfg)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start, peak = time.monotonic(), 0.0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                rss = next((int(ln.split()[1]) / 1024 for ln in f if ln.startswith("VmRSS:")), 0.0)
+            peak = max(peak, rss)
+        except OSError:
+            rss = 0.0
+        if rss > mem_limit_mib or time.monotonic() - start > timeout_s:
+            proc.kill()
+            proc.wait()
+            why = f"RSS {rss:.0f} MiB > limit" if rss > mem_limit_mib else f"> {timeout_s:.0f} s"
+            return {"status": "killed", "note": why}
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (err.strip().splitlines() or ["no output"])[-1]
+        return {"status": "error", "note": tail[:160]}
+    result = json.loads(lines[-1])
+    result["child_wall_s"] = time.monotonic() - start
+    return result
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def _print_table(rows: list[dict]) -> None:
+    head = f"{'executor':<12} {'n':>3} {'wires':>5} {'tokens':>6} {'fwd tok/s':>10} {'fwd+bwd tok/s':>13} "
+    head += f"{'fwd MiB':>8} {'f+b MiB':>8}  note"
+    print(head)
+    print("-" * (len(head) + 20))
+    for r in rows:
+        note = " ".join(x for x in (r["status"] if r["status"] != "ok" else "", r.get("note", "")) if x)
+        print(
+            f"{r['executor']:<12} {r['n']:>3} {r['wires']:>5} {r.get('tokens', '-')!s:>6} "
+            f"{_fmt(r.get('fwd_tokens_per_s')):>10} {_fmt(r.get('fwd_bwd_tokens_per_s')):>13} "
+            f"{_fmt(r.get('fwd_peak_mib')):>8} {_fmt(r.get('fwd_bwd_peak_mib')):>8}  {note}"
+        )
+
+
+def _ratios(rows: list[dict], n: int = 4) -> dict:
+    """Exact torch over Aer, forward+backward tokens/s at n, from this run."""
+    cell = {r["executor"]: r.get("fwd_bwd_tokens_per_s") for r in rows if r["n"] == n and r["status"] == "ok"}
+    torch_exact = {k: v for k, v in cell.items() if k in ("statevector", "tensornet")}
+    out: dict = {"n": n}
+    if torch_exact:
+        best = max(torch_exact, key=torch_exact.get)
+        out["exact_torch_executor"] = best
+        for aer in ("aer-qnn", "aer-pub"):
+            if cell.get(aer):
+                out[f"exact_torch_over_{aer.replace('-', '_')}"] = torch_exact[best] / cell[aer]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: n = 4, 8; tiny batches; 1 repeat")
+    p.add_argument("--n", type=int, nargs="+", help=f"data qubits (default {SIZES}; quick: 4 8)")
+    p.add_argument("--executors", nargs="+", choices=list(EXECUTORS), help="default: all")
+    p.add_argument("--threads", type=int, default=2, help="torch and Aer threads (default 2)")
+    p.add_argument("--target-s", type=float, help="seconds per timed run (default 3; quick 0.3)")
+    p.add_argument("--repeats", type=int, help="timed repeats, median reported (default 3; quick 1)")
+    p.add_argument("--timeout", type=float, help="seconds per cell before its child is killed")
+    p.add_argument("--mem-limit-gib", type=float, default=8.0, help="kill a child above this resident set")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(_run_cell(json.loads(args.child))))
+        return 0
+
+    quick = args.quick
+    sizes = tuple(args.n or ((4, 8) if quick else SIZES))
+    names = args.executors or list(EXECUTORS)
+    target_s = args.target_s or (0.3 if quick else 3.0)
+    repeats = args.repeats or (1 if quick else 3)
+    timeout = args.timeout or (120.0 if quick else 600.0)
+    machine = _machine_info(args.threads)
+    print(f"# {machine['cpu_model']}, {machine['logical_cores']} cores, {args.threads} threads")
+    print(f"# {machine['versions']}")
+
+    rows: list[dict] = []
+    for name in names:
+        registry, module, options, max_n, max_tokens = EXECUTORS[name]
+        options = dict(options)
+        try:
+            importlib.import_module(module)
+            if name.startswith("branch"):
+                options.update(_branch_k_option())
+        except Exception as err:  # noqa: BLE001 - any import failure makes the executor unavailable
+            for n in sizes:
+                rows.append({"executor": name, "n": n, "wires": 2 * n, "status": "unavailable",
+                             "note": f"{type(err).__name__}: {err}"[:120]})  # fmt: skip
+            continue
+        stop_note = ""
+        for n in sizes:
+            row = {"executor": name, "n": n, "wires": 2 * n, "options": options}
+            if n > max_n or stop_note:
+                rows.append(row | {"status": "skipped", "note": stop_note or f"n > {max_n} (too slow/large)"})
+                continue
+            min_tokens = 1 if name == "aer-qnn" or 2 * n >= 20 else (2 if quick else 4)
+            cfg = {"registry": registry, "options": options, "n": n, "threads": args.threads,
+                   "min_tokens": min_tokens, "max_tokens": min(max_tokens, 64 if quick else max_tokens),
+                   "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4}  # fmt: skip
+            row |= _spawn(cfg, timeout, args.mem_limit_gib * 1024)
+            rows.append(row)
+            print(f"  {name} n={n}: {row['status']} {row.get('note', '')}", flush=True)
+            if row["status"] != "ok":
+                stop_note = f"not run: {row['status']} at n={n}"
+
+    print()
+    _print_table(rows)
+    ratios = _ratios(rows)
+    print(f"\nratio at n=4 (fwd+bwd tokens/s, exact torch / Aer): {ratios}")
+    settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats,
+                "timeout_s": timeout, "mem_limit_gib": args.mem_limit_gib,
+                "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')",
+                "forward": "torch.no_grad", "fwd_bwd": "sum().backward(), grads to inputs and weights",
+                "memory": "per phase: VmHWM (reset before the phase) minus VmRSS before it, MiB"}  # fmt: skip
+    machine["load_avg_at_end"] = os.getloadavg()  # a busy machine makes every figure lower
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine, "settings": settings, "results": rows,
+                                    "ratio_n4": ratios}, indent=2, default=str))  # fmt: skip
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
