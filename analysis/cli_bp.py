@@ -1,0 +1,105 @@
+"""``qldm bp``: the barren-plateau gradient-variance study (table, JSON, semilog PNG; ``--resume``,
+``--noise``)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_arguments", "run"]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the command's options (cheap: no heavy imports)."""
+    parser.add_argument(
+        "--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn"
+    )
+    parser.add_argument("--qubits", type=_ints, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
+    parser.add_argument("--layers", type=_ints, default=[5, 50], help="layer counts, e.g. 5,50,500")
+    parser.add_argument("--samples", type=int, default=100, help="random circuits per point")
+    parser.add_argument("--observable", default="z0z1", choices=["z0z1", "global", "local"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pooled", action="store_true", help="also the variance pooled over all parameters")
+    parser.add_argument(
+        "--branches", type=int, default=8, help="sampled ancilla patterns per circuit past reach"
+    )
+    parser.add_argument("--max-exact-wires", type=int, default=20, help="widest exact statevector")
+    parser.add_argument(
+        "--memory-gb", type=float, default=1.0, help="autograd state budget before shift rule"
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="stop starting new points after this time"
+    )
+    parser.add_argument(
+        "--noise", default=None, help="fake:<FakeName> device noise model (Aer density matrix)"
+    )
+    parser.add_argument("--out", default="bp_result.json", help="result JSON; the PNG goes next to it")
+    parser.add_argument("--resume", action="store_true", help="continue the points of an existing --out file")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; returns the exit status (0; 2 on bad arguments)."""
+    from pathlib import Path
+
+    from analysis.gradvar import DESIGNS
+    from analysis.plots import plot_variance
+    from analysis.results import StudyResult
+    from analysis.study import format_table, make_configs, run_study
+
+    designs = [d.strip() for d in args.design.split(",") if d.strip()]
+    bad = [d for d in designs if d not in DESIGNS]
+    if bad or not designs:
+        print(f"error: unknown design(s) {bad}; choose from {DESIGNS}")
+        return 2
+    settings = {
+        "designs": designs,
+        "qubits": args.qubits,
+        "layers": args.layers,
+        "samples": args.samples,
+        "observable": args.observable,
+        "seed": args.seed,
+        "pooled": args.pooled,
+        "branches": args.branches,
+        "max_exact_wires": args.max_exact_wires,
+        "noise": args.noise,
+        "bootstrap": args.bootstrap,
+    }
+    out = Path(args.out)
+    if args.resume and out.exists():
+        result = StudyResult.load(out)
+        if result.settings.get("observable") != args.observable or result.settings.get("noise") != args.noise:
+            print(f"error: {out} was run with other observable/noise settings; use another --out")
+            return 2
+        result.settings = {**result.settings, **settings}
+    else:
+        result = StudyResult(settings=settings)
+    configs = make_configs(
+        designs,
+        args.qubits,
+        args.layers,
+        observable=args.observable,
+        samples=args.samples,
+        seed=args.seed,
+        pooled=args.pooled,
+        branches=args.branches,
+        max_exact_wires=args.max_exact_wires,
+        memory_bytes=int(args.memory_gb * 2**30),
+    )
+    skipped = run_study(
+        result, configs, n_boot=args.bootstrap, noise=args.noise, budget_s=args.budget_s, out=out
+    )
+    png = out.with_suffix(".png")
+    title = f"Gradient variance, O={args.observable}" + (f", noise {args.noise}" if args.noise else "")
+    plot_variance(result, png, title=title)
+    print(format_table(result))
+    if skipped:
+        print(f"\nbudget reached: {len(skipped)} point(s) not run: {', '.join(skipped)}")
+    print(f"wrote {out} and {png}")
+    return 0

@@ -1,0 +1,119 @@
+"""``qldm expressivity``: output spread and input-gradient norms of the Q-FFN against n, and its bond
+dimension."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_arguments", "run"]
+
+VERDICT = (
+    "Bond dimension across a ring cut grows like 4**L and not with n: the Q-FFN at a fixed small depth "
+    "(the original uses L=2) is an O(n) tensor-network contraction per token at any n, so it is classically "
+    "simulable exactly and cannot by itself support a quantum-advantage claim; only depth growing with n "
+    "escapes this."
+)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _words(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the command's options (cheap)."""
+    parser.add_argument("--qubits", type=_ints, default=[2, 4, 6, 8], help="data qubit counts")
+    parser.add_argument(
+        "--ancillas", type=_words, default=["none", "per-qubit"], help="none, per-qubit, shared"
+    )
+    parser.add_argument(
+        "--readout", type=_words, default=["ring", "local"], help="ring (original) and/or local"
+    )
+    parser.add_argument("--layers", type=_ints, default=[2], help="circuit layers")
+    parser.add_argument("--init", type=_words, default=["uniform", "small"], help="uniform and/or small")
+    parser.add_argument("--inputs", type=int, default=64, help="inputs x ~ N(0,1) per weight draw")
+    parser.add_argument("--weight-draws", type=int, default=3)
+    parser.add_argument(
+        "--max-exact-wires", type=int, default=12, help="statevector up to here, then tensornet"
+    )
+    parser.add_argument("--sim-qubits", type=int, default=6, help="n for the Schmidt-rank study (2n wires)")
+    parser.add_argument(
+        "--sim-layers", type=_ints, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="expressivity.json", help="JSON; PNGs go next to it")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run both studies, print tables, write JSON and two PNGs; returns 0."""
+    import json
+    from pathlib import Path
+
+    from analysis.expressivity import (
+        contraction_width,
+        plot_sensitivity,
+        plot_simulability,
+        sensitivity_sweep,
+        simulability,
+    )
+    from analysis.results import package_versions, utc_now
+
+    points = sensitivity_sweep(
+        args.qubits,
+        ancillas=args.ancillas,
+        readouts=args.readout,
+        layers=args.layers,
+        inits=args.init,
+        inputs=args.inputs,
+        weight_draws=args.weight_draws,
+        seed=args.seed,
+        max_exact_wires=args.max_exact_wires,
+    )
+    ranks = simulability(args.sim_qubits, args.sim_layers, seed=args.seed)
+    try:
+        widths = contraction_width(max(args.qubits), args.sim_layers)
+    except Exception as err:  # noqa: BLE001 - the tensornet planner is optional for this report
+        widths = [{"error": f"{type(err).__name__}: {err}"}]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "sensitivity": [p.to_dict() for p in points],
+        "schmidt_rank": ranks,
+        "contraction_width": widths,
+        "verdict": VERDICT,
+        "settings": {k: v for k, v in vars(args).items() if k != "func"},
+        "versions": package_versions(),
+        "created": utc_now(),
+    }
+    out.write_text(json.dumps(data, indent=1, default=str))
+    plot_sensitivity(points, out.with_name(out.stem + "_sensitivity.png"))
+    plot_simulability(ranks, out.with_name(out.stem + "_simulability.png"))
+    print(
+        f"{'ancillas':>9} {'readout':>7} {'L':>2} {'init':>7} {'n':>3} {'spread med':>10} {'spread max':>10} "
+        f"{'|grad| med':>10} {'exec':>11}"
+    )
+    for p in points:
+        d = p.to_dict()
+        print(
+            f"{p.ancillas:>9} {p.readout:>7} {p.n_layers:>2} {p.init:>7} {p.n_qubits:>3} "
+            f"{d['spread_median']:>10.4f} {d['spread_max']:>10.4f} {d['grad_norm_median']:>10.4f} "
+            f"{p.executor:>11}"
+        )
+    print(f"\nSchmidt rank across a ring cut, n={args.sim_qubits} (2n wires), per-qubit ancillas:")
+    for r in ranks:
+        print(f"  L={r['n_layers']}: rank {r['schmidt_rank']} (max {r['max_rank']})")
+    for w in widths:
+        if "largest" in w:
+            print(
+                f"  tensornet plan n={max(args.qubits)} L={w['n_layers']}: largest intermediate "
+                f"{w['largest']:.0f}, {w['flops']:.3g} flops/token (statevector 2**{2 * max(args.qubits)})"
+            )
+    print("\n" + VERDICT)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,68 @@
+"""Plots of the analysis results (matplotlib, Agg; every function returns the figure and optionally saves
+it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_variance", "series"]
+
+
+def series(points: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Group points by ``(design, n_layers)``, each list sorted by qubit count."""
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for p in points:
+        out.setdefault((p["design"], int(p["n_layers"])), []).append(p)
+    return {k: sorted(v, key=lambda p: p["n_qubits"]) for k, v in sorted(out.items())}
+
+
+def plot_variance(result: Any, path: str | Path | None = None, *, title: str | None = None) -> Any:
+    """Semilog plot of Var[d<O>/d theta_1] against qubits, one line per design x layers, fitted slopes in the
+    legend.
+
+    Estimated (branch-sampled) points are drawn hollow; error bars are the bootstrap intervals.
+
+    Args:
+        result: An :class:`analysis.results.StudyResult`.
+        path: Where to save the PNG (optional).
+        title: Figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (design, layers), pts in series(result.points).items():
+        n = np.array([p["n_qubits"] for p in pts])
+        v = np.array([p["variance"] for p in pts])
+        lo = np.array([p["ci_low"] for p in pts])
+        hi = np.array([p["ci_high"] for p in pts])
+        fit = result.fits.get(f"{design}|L{layers}")
+        label = f"{design}, L={layers}"
+        if fit:
+            label += f": slope {fit['slope']:.2f}±{1.96 * fit['stderr']:.2f}"
+        pos = v > 0
+        err = np.stack([np.clip(v - lo, 0, None), np.clip(hi - v, 0, None)])[:, pos]
+        line = ax.errorbar(n[pos], v[pos], yerr=err, marker="o", capsize=3, label=label)
+        est = np.array([not p["exact"] for p in pts]) & pos
+        if est.any():
+            ax.plot(n[est], v[est], "o", mfc="white", mec=line[0].get_color(), ms=8)
+        if fit:
+            xs = np.linspace(n.min(), n.max(), 50)
+            ax.plot(xs, np.exp(fit["intercept"] + fit["slope"] * xs), "--", color=line[0].get_color(), lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("data qubits n")
+    ax.set_ylabel(r"Var[$\partial\langle O\rangle/\partial\theta_1$]")
+    ax.set_title(title or "Gradient variance (hollow: branch-sampled estimate)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

@@ -1,0 +1,181 @@
+"""Backends by name: exact/shot Aer, Aer with a device noise model, runtime local testing mode, IBM devices.
+
+One string names a backend everywhere (configs, CLI, :func:`hardware.sampling.attach_hardware`):
+
+- ``aer``: Aer without noise; exact expectation values, or shot-sampled when the executor gets ``shots``.
+- ``aer-noise:<FakeName>``: Aer with ``NoiseModel.from_backend`` of a ``qiskit_ibm_runtime.fake_provider``
+  backend (its coupling map, basis gates and calibrated errors), shot-sampled.
+- ``fake:<FakeName>``: qiskit-ibm-runtime local testing mode with that fake backend: the same runtime
+  primitive code path as a real device, simulated by Aer with the snapshot's noise, one noisy trajectory per
+  shot.
+- ``ibm:<device>``: a real device through ``QiskitRuntimeService``. Credentials come only from the environment
+  (``QISKIT_IBM_TOKEN``, ``QISKIT_IBM_CHANNEL``, ``QISKIT_IBM_INSTANCE``) or a saved Qiskit account; the token
+  is handed to the service and never printed, logged or written anywhere.
+
+Nothing here builds a backend or a service at import time.
+
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "BackendError",
+    "CredentialsError",
+    "ResolvedBackend",
+    "fake_backend_names",
+    "resolve_backend",
+    "saved_account_file",
+]
+
+Kind = Literal["aer", "aer-noise", "fake", "ibm"]
+VALID_FORMS = ("aer", "aer-noise:<FakeName>", "fake:<FakeName>", "ibm:<device>")
+
+
+class BackendError(ValueError):
+    """An unknown or unusable backend name."""
+
+
+class CredentialsError(BackendError):
+    """No IBM Quantum credentials in the environment or a saved account."""
+
+
+@dataclass(frozen=True, eq=False)
+class ResolvedBackend:
+    """A backend name resolved to objects.
+
+    Attributes:
+        name: The string it was resolved from, e.g. ``"fake:FakeManilaV2"`` (safe to log: holds no secret).
+        kind: ``"aer"``, ``"aer-noise"``, ``"fake"`` or ``"ibm"``.
+        backend: The ``BackendV2`` that circuits are transpiled for and, except for ``aer-noise``, run on. For
+            ``aer`` it is a noiseless ``AerSimulator``; for ``aer-noise`` it is the fake device (its target
+            gives coupling map, basis and calibration), and ``simulator`` runs the circuits.
+        simulator: For ``aer``/``aer-noise``: the ``AerSimulator`` that runs circuits (with the device
+            noise model).
+        service: For ``ibm``: the ``QiskitRuntimeService`` (needed for Session/Batch).
+    """
+
+    name: str
+    kind: Kind
+    backend: Any
+    simulator: Any = None
+    service: Any = None
+
+    @property
+    def has_calibration(self) -> bool:
+        """Whether the target carries gate/readout errors (all kinds except noiseless ``aer``)."""
+        return self.kind != "aer"
+
+    @property
+    def num_qubits(self) -> int:
+        return int(self.backend.num_qubits)
+
+
+def fake_backend_names() -> list[str]:
+    """Names of the fake backends that ``qiskit_ibm_runtime.fake_provider`` ships (IBM device snapshots)."""
+    import qiskit_ibm_runtime.fake_provider as fp
+
+    skip = {"FakeProviderForBackendV2", "FakeProvider", "FakeFractionalBackend"}
+    return sorted(
+        n for n in dir(fp) if n.startswith("Fake") and n not in skip and isinstance(getattr(fp, n), type)
+    )
+
+
+def _fake_backend(fake_name: str, full_name: str) -> Any:
+    import qiskit_ibm_runtime.fake_provider as fp
+
+    names = fake_backend_names()
+    if fake_name not in names:
+        raise BackendError(
+            f"unknown fake backend {fake_name!r} in {full_name!r}; available: {', '.join(names)}"
+        )
+    return getattr(fp, fake_name)()
+
+
+def saved_account_file() -> Path:
+    """Where a saved Qiskit account is looked up: ``$QISKIT_IBM_ACCOUNT_FILE`` or
+    ``~/.qiskit/qiskit-ibm.json``.
+
+    Expanded at call time (not import time), so tests can point ``HOME`` at an empty directory.
+    """
+    env = os.environ.get("QISKIT_IBM_ACCOUNT_FILE")
+    return Path(env) if env else Path(os.path.expanduser("~")) / ".qiskit" / "qiskit-ibm.json"
+
+
+def _service() -> Any:
+    """A ``QiskitRuntimeService`` from environment variables or the saved account; never echoes the token."""
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
+    token = os.environ.get("QISKIT_IBM_TOKEN")
+    account = saved_account_file()
+    if not token and not account.is_file():
+        raise CredentialsError(
+            "no IBM Quantum credentials: set QISKIT_IBM_TOKEN (and QISKIT_IBM_CHANNEL/QISKIT_IBM_INSTANCE), "
+            f"or save an account with QiskitRuntimeService.save_account() (looked for {account})"
+        )
+    try:
+        if token:
+            kwargs: dict[str, Any] = {"token": token}
+            if os.environ.get("QISKIT_IBM_CHANNEL"):
+                kwargs["channel"] = os.environ["QISKIT_IBM_CHANNEL"]
+            if os.environ.get("QISKIT_IBM_INSTANCE"):
+                kwargs["instance"] = os.environ["QISKIT_IBM_INSTANCE"]
+            return QiskitRuntimeService(**kwargs)
+        return QiskitRuntimeService(filename=str(account))
+    except Exception as err:  # noqa: BLE001 - any service failure becomes one clear line
+        # The message of the original error is not repeated: some service errors echo request headers.
+        raise CredentialsError(
+            f"could not open QiskitRuntimeService with the configured credentials ({type(err).__name__}); "
+            "check QISKIT_IBM_TOKEN/QISKIT_IBM_CHANNEL/QISKIT_IBM_INSTANCE or the saved account"
+        ) from None
+
+
+def resolve_backend(name: str) -> ResolvedBackend:
+    """Turn a backend string into backend objects.
+
+    Args:
+        name: ``"aer"``, ``"aer-noise:<FakeName>"``, ``"fake:<FakeName>"`` or ``"ibm:<device>"``.
+
+    Returns:
+        A :class:`ResolvedBackend`.
+
+    Raises:
+        BackendError: On an unknown form or fake-backend name (the message lists valid forms and fake names).
+        CredentialsError: For ``ibm:`` without credentials, or when the service rejects them.
+    """
+    if not isinstance(name, str) or not name:
+        raise BackendError(
+            f"backend name must be a non-empty string, got {name!r}; valid forms: {VALID_FORMS}"
+        )
+    kind, _, arg = name.partition(":")
+    if kind == "aer" and not arg:
+        from qiskit_aer import AerSimulator
+
+        sim = AerSimulator()
+        return ResolvedBackend(name=name, kind="aer", backend=sim, simulator=sim)
+    if kind == "aer-noise" and arg:
+        from qiskit_aer import AerSimulator
+        from qiskit_aer.noise import NoiseModel
+
+        device = _fake_backend(arg, name)
+        sim = AerSimulator.from_backend(device, noise_model=NoiseModel.from_backend(device))
+        return ResolvedBackend(name=name, kind="aer-noise", backend=device, simulator=sim)
+    if kind == "fake" and arg:
+        return ResolvedBackend(name=name, kind="fake", backend=_fake_backend(arg, name))
+    if kind == "ibm" and arg:
+        service = _service()
+        try:
+            device = service.backend(arg)
+        except Exception as err:  # noqa: BLE001
+            raise BackendError(
+                f"IBM backend {arg!r} is not available to this account ({type(err).__name__})"
+            ) from None
+        return ResolvedBackend(name=name, kind="ibm", backend=device, service=service)
+    raise BackendError(
+        f"unknown backend {name!r}; valid forms: {', '.join(VALID_FORMS)}; "
+        f"fake backends: {', '.join(fake_backend_names())}"
+    )

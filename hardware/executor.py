@@ -1,0 +1,334 @@
+"""``RuntimeExecutor``: a spec's expectation values from an Estimator primitive (Aer, local mode, a device).
+
+One layer call is one job: all tokens go into one PUB as a parameter-value array (in ``circuit.parameters``
+order, via ``CircuitSpec.parameter_values``), with the observables broadcast against it (shape ``(n_obs, 1)``
+against ``(B,)``). With ancilla elimination, each sampled on/off branch is one PUB of the same job, the shots
+split evenly over the branches. Work past ``max_pubs_per_job`` / ``max_parameter_sets_per_pub`` is split into
+more PUBs/jobs.
+
+Inference only: hardware results carry no gradient. When autograd would want one, the program returns a
+detached tensor and warns once (sampling loops often run with a ``requires_grad`` weight outside ``no_grad``;
+raising there would break them, while a silent zero gradient in training is what the warning is for).
+
+A results cache on disk, keyed by (transpiled circuit, parameter values, options), makes a repeated or resumed
+run free: only missing PUBs are submitted. Every job id is logged at INFO level; no credential is ever logged.
+
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from circuits.spec import CircuitSpec
+from hardware.ancilla import all_patterns, branch_parameter_values
+from hardware.backends import ResolvedBackend, resolve_backend
+from hardware.primitives import EstimatorFactory, EstimatorKind, Resilience, make_estimator
+from hardware.transpile import Transpiled, Transpiler
+from qldm.quantum.executor import Executor, check_inputs
+
+__all__ = ["RuntimeExecutor", "HardwareJobError"]
+
+log = logging.getLogger(__name__)
+Mode = Literal["job", "batch", "session"]
+
+
+class HardwareJobError(RuntimeError):
+    """A job failed after all retries."""
+
+
+_TRANSIENT_OK = (ValueError, TypeError, KeyError)  # programming/input errors: never retried
+
+
+class RuntimeExecutor(Executor):
+    """Expectation values from an Estimator primitive on a named backend (forward only).
+
+    Args:
+        backend: A backend name (see :mod:`hardware.backends`) or a resolved backend.
+        shots: Shots per parameter set (split over branches with ancilla elimination). ``None`` with ``aer``:
+            exact expectation values.
+        precision: Target standard error instead of shots (runtime semantics; overrides ``shots``).
+        resilience: Mitigation options passed to the runtime Estimator.
+        mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it).
+        max_pubs_per_job: Split jobs beyond this many PUBs.
+        max_parameter_sets_per_pub: Split a PUB's parameter array beyond this many rows.
+        retries: Re-submissions after a transient failure; waits ``backoff * 2**attempt`` seconds.
+        backoff: Base wait in seconds.
+        cache_dir: Directory for the transpiled-circuit and results caches (``None``: memory only).
+        ancilla_elimination: Run the ancilla-free branch ensemble instead of the faithful circuit.
+        max_branches: With ancilla elimination, enumerate all ``2**k`` patterns if at most this many, else
+        sample
+            this many uniformly (torch global RNG) per call.
+        optimization_level: Preset pass-manager level.
+        layout_candidates: Calibration-ranked layouts tried (see :class:`hardware.transpile.Transpiler`).
+        estimator: ``"auto"``, ``"executor"`` or ``"v2"`` (see :mod:`hardware.primitives`).
+        estimator_factory: Replaces primitive construction, ``(mode, options) -> estimator`` (tests, custom).
+
+    Raises:
+        ValueError: On bad option values.
+    """
+
+    name = "runtime"
+    exact = False
+
+    def __init__(
+        self,
+        backend: str | ResolvedBackend,
+        *,
+        shots: int | None = 1024,
+        precision: float | None = None,
+        resilience: Resilience | None = None,
+        mode: Mode = "job",
+        max_pubs_per_job: int = 100,
+        max_parameter_sets_per_pub: int = 4096,
+        retries: int = 3,
+        backoff: float = 2.0,
+        cache_dir: str | Path | None = None,
+        ancilla_elimination: bool = False,
+        max_branches: int = 64,
+        optimization_level: int = 2,
+        layout_candidates: int = 3,
+        estimator: EstimatorKind = "auto",
+        estimator_factory: EstimatorFactory | None = None,
+    ) -> None:
+        if mode not in ("job", "batch", "session"):
+            raise ValueError(f"mode must be 'job', 'batch' or 'session', got {mode!r}")
+        if shots is not None and shots < 1:
+            raise ValueError(f"shots must be >= 1 or None, got {shots}")
+        if precision is not None and not precision > 0:
+            raise ValueError(f"precision must be > 0, got {precision}")
+        if min(max_pubs_per_job, max_parameter_sets_per_pub, max_branches) < 1 or retries < 0:
+            raise ValueError(
+                "max_pubs_per_job, max_parameter_sets_per_pub, max_branches must be >= 1, retries >= 0"
+            )
+        self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
+        self.shots, self.precision = shots, precision
+        self.resilience = resilience or Resilience()
+        self.mode, self.retries, self.backoff = mode, int(retries), float(backoff)
+        self.max_pubs_per_job, self.max_parameter_sets_per_pub = (
+            int(max_pubs_per_job),
+            int(max_parameter_sets_per_pub),
+        )
+        self.ancilla_elimination, self.max_branches = bool(ancilla_elimination), int(max_branches)
+        self.estimator, self.estimator_factory = estimator, estimator_factory
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.transpiler = Transpiler(
+            self.resolved,
+            optimization_level=optimization_level,
+            layout_candidates=layout_candidates,
+            cache_dir=self.cache_dir,
+        )
+        self._mode_obj: Any = None
+        self.jobs_submitted = 0
+        self.job_ids: list[str] = []
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "backend": self.resolved.name,
+            "shots": self.shots,
+            "precision": self.precision,
+            "resilience": self.resilience.to_dict(),
+            "mode": self.mode,
+            "ancilla_elimination": self.ancilla_elimination,
+            "max_branches": self.max_branches,
+            "transpile": self.transpiler.options(),
+            "estimator": self.estimator,
+        }
+
+    def compile(self, spec: CircuitSpec) -> _RuntimeProgram:
+        return _RuntimeProgram(spec, self)
+
+    # ------------------------------------------------------------------ submission
+    def _mode(self) -> Any:
+        if self.resolved.kind not in ("fake", "ibm") or self.mode == "job":
+            return self.resolved.backend
+        if self._mode_obj is None:
+            from qiskit_ibm_runtime import Batch, Session
+
+            self._mode_obj = (Session if self.mode == "session" else Batch)(backend=self.resolved.backend)
+        return self._mode_obj
+
+    def close(self) -> None:
+        """Close an open Session/Batch (no-op in job mode)."""
+        if self._mode_obj is not None:
+            self._mode_obj.close()
+            self._mode_obj = None
+
+    def _primitive(self) -> Any:
+        opts = {
+            "shots": self.shots,
+            "precision": self.precision,
+            "resilience": self.resilience,
+            "estimator": self.estimator,
+        }
+        if self.estimator_factory is not None:
+            return self.estimator_factory(self._mode(), opts)
+        return make_estimator(self.resolved, self._mode(), **opts)
+
+    def submit(self, pubs: list[tuple]) -> list[np.ndarray]:
+        """Run PUBs in as few jobs as the limits allow, with retries; returns each PUB's ``evs``."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(pubs), self.max_pubs_per_job):
+            chunk = pubs[start : start + self.max_pubs_per_job]
+            for attempt in range(self.retries + 1):
+                try:
+                    job = self._primitive().run(chunk)
+                    self.jobs_submitted += 1
+                    job_id = job.job_id() if hasattr(job, "job_id") else "n/a"
+                    self.job_ids.append(str(job_id))
+                    log.info("submitted job %s on %s with %d PUB(s)", job_id, self.resolved.name, len(chunk))
+                    result = job.result()
+                    out.extend(np.asarray(r.data.evs, dtype=float) for r in result)
+                    break
+                except _TRANSIENT_OK:
+                    raise
+                except Exception as err:  # noqa: BLE001 - transient service/simulator failures are retried
+                    if attempt == self.retries:
+                        raise HardwareJobError(
+                            f"job on {self.resolved.name} failed after {attempt + 1} attempt(s): "
+                            f"{type(err).__name__}"
+                        ) from err
+                    wait = self.backoff * 2**attempt
+                    log.warning(
+                        "job on %s failed (%s); retry %d in %.1fs",
+                        self.resolved.name,
+                        type(err).__name__,
+                        attempt + 1,
+                        wait,
+                    )
+                    time.sleep(wait)
+        return out
+
+
+class _RuntimeProgram:
+    def __init__(self, spec: CircuitSpec, executor: RuntimeExecutor) -> None:
+        self.spec, self.executor = spec, executor
+        self._warned = False
+        if executor.ancilla_elimination:
+            k = len(spec.ancilla_qubits)
+            if k == 0:
+                raise ValueError(f"{spec.name}: ancilla elimination needs ancillas; the spec has none")
+            self.patterns = all_patterns(k) if 2**k <= executor.max_branches else None
+        else:
+            executor.transpiler.transpile(spec)  # fail early if too wide; fills the cache
+        self._hash: dict[int, str] = {}
+
+    def _circuit_hash(self, t: Transpiled) -> str:
+        key = id(t)
+        if key not in self._hash:
+            from qiskit import qasm3
+
+            self._hash[key] = hashlib.sha256(qasm3.dumps(t.circuit).encode()).hexdigest()[:20]
+        return self._hash[key]
+
+    def _pubs(
+        self, inputs: np.ndarray, weights: np.ndarray
+    ) -> list[tuple[Transpiled, np.ndarray, float | None]]:
+        """(transpiled, parameter values (B, P) in ISA order, precision) per PUB, before row splitting."""
+        ex = self.executor
+        if not ex.ancilla_elimination:
+            t = ex.transpiler.transpile(self.spec)
+            values = self.spec.parameter_values(inputs, weights)  # (B, P) in circuit.parameters order
+            return [(t, self._to_isa_order(t, self.spec.circuit.parameters, values), ex.precision)]
+        k = len(self.spec.ancilla_qubits)
+        if self.patterns is not None:
+            patterns = self.patterns  # stratified: every pattern, equal shots (unbiased, lowest variance)
+        else:
+            bits = torch.randint(0, 2, (ex.max_branches, k))  # torch global RNG (checkpoint-safe convention)
+            patterns = [tuple(int(b) for b in row) for row in bits.tolist()]
+        per_branch = None
+        if ex.precision is not None:
+            per_branch = ex.precision * math.sqrt(len(patterns))
+        elif ex.shots is not None:
+            per_branch = 1.0 / math.sqrt(max(1, ex.shots // len(patterns)))
+        pubs = []
+        for pattern in patterns:
+            branch, t = ex.transpiler.transpile_branch(self.spec, pattern)
+            values = branch_parameter_values(branch, inputs, weights)
+            pubs.append((t, self._to_isa_order(t, branch.circuit.parameters, values), per_branch))
+        return pubs
+
+    @staticmethod
+    def _to_isa_order(t: Transpiled, source_params: Any, values: np.ndarray) -> np.ndarray:
+        col = {p.name: i for i, p in enumerate(source_params)}
+        return values[:, [col[p.name] for p in t.circuit.parameters]]
+
+    def _key(self, t: Transpiled, values: np.ndarray, precision: float | None) -> str:
+        ex = self.executor
+        h = hashlib.sha256(self._circuit_hash(t).encode())
+        h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+        opts = {
+            "backend": ex.resolved.name,
+            "shots": ex.shots,
+            "precision": precision,
+            "resilience": ex.resilience.to_dict(),
+            "estimator": ex.estimator,
+        }
+        h.update(json.dumps(opts, sort_keys=True).encode())
+        return h.hexdigest()[:32]
+
+    def run_numpy(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``inputs (B, n_in)``, ``weights (n_w,)`` -> expectation values ``(B, n_obs)`` as float64."""
+        ex = self.executor
+        results: list[np.ndarray] = []
+        todo: list[tuple[int, str, tuple]] = []
+        for t, values, precision in self._pubs(inputs, weights):
+            obs = [[o] for o in t.observables]  # (n_obs, 1) broadcast against (B,) -> evs (n_obs, B)
+            for r0 in range(0, values.shape[0], ex.max_parameter_sets_per_pub):
+                rows = values[r0 : r0 + ex.max_parameter_sets_per_pub]
+                key = self._key(t, rows, precision)
+                cached = self._load(key)
+                results.append(cached)
+                if cached is None:
+                    pub = (t.circuit, obs, rows) if precision is None else (t.circuit, obs, rows, precision)
+                    todo.append((len(results) - 1, key, pub))
+        if todo:
+            evs = ex.submit([pub for _, _, pub in todo])
+            for (slot, key, _), ev in zip(todo, evs):
+                results[slot] = ev
+                self._store(key, ev)
+        per_pub = [np.asarray(r).reshape(self.spec.num_outputs, -1).T for r in results]  # (rows, n_obs) each
+        stacked = np.concatenate(per_pub, axis=0)  # (n_branches * B, n_obs), branch-major
+        return stacked.reshape(-1, inputs.shape[0], self.spec.num_outputs).mean(axis=0)  # (B, n_obs)
+
+    def _load(self, key: str) -> np.ndarray | None:
+        d = self.executor.cache_dir
+        path = d / "results" / f"{key}.npy" if d is not None else None
+        return np.load(path) if path is not None and path.is_file() else None
+
+    def _store(self, key: str, ev: np.ndarray) -> None:
+        d = self.executor.cache_dir
+        if d is None:
+            return
+        path = d / "results" / f"{key}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, np.asarray(ev, dtype=float))
+        tmp.replace(path)
+
+    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        check_inputs(self.spec, inputs, weights)
+        if torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad) and not self._warned:
+            warnings.warn(
+                f"RuntimeExecutor({self.executor.resolved.name}) is inference-only: its output is "
+                "detached and "
+                "carries no gradient; run sampling under torch.no_grad()",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._warned = True
+        if inputs.shape[0] == 0:
+            return inputs.new_zeros((0, self.spec.num_outputs)).detach()
+        out = self.run_numpy(inputs.detach().cpu().double().numpy(), weights.detach().cpu().double().numpy())
+        return torch.as_tensor(out, dtype=inputs.dtype, device=inputs.device)  # (B, n_obs)

@@ -1,0 +1,197 @@
+"""``qldm evaluate``: FID (labelled by its features), spectra and prompted hair-colour accuracy of trained
+runs, side by side by comparison group (quantum, classical none, mlp / lambda=0 / shuffled controls), over
+seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run", action="append", default=[], help="run folder (uses RUN/pipeline); repeatable"
+    )
+    parser.add_argument(
+        "--images",
+        action="append",
+        default=[],
+        help="folder of generated PNGs (metadata.jsonl or `qldm sample` output; seed-* subfolders are seeds)",
+    )
+    parser.add_argument("--n", type=int, default=200, help="images per run and seed (default 200)")
+    parser.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
+    parser.add_argument("--guidance", type=float, help="CFG scale (default: each run's sample.guidance)")
+    parser.add_argument("--seeds", default="0,1,2", help="sampling seeds, comma-separated (default 0,1,2)")
+    parser.add_argument(
+        "--inception", help="local torch-fidelity Inception-v3 weights (.pth); default: offline features"
+    )
+    parser.add_argument("--real", default="procedural", help="data set of --images sets without set.json")
+    parser.add_argument(
+        "--hf-cutoff", type=float, default=0.25, help="HF ratio cutoff as a fraction of Nyquist"
+    )
+    parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits while sampling")
+    parser.add_argument("--batch-size", type=int, default=64, help="prompts per sampling batch")
+    parser.add_argument(
+        "--out", required=True, help="report folder (report.md, report.json, plots, samples/)"
+    )
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    return seeds
+
+
+def _load_run(path):
+    """``(pipeline, RunConfig)`` of a run folder (``RUN/pipeline``) or of a pipeline folder itself."""
+    from pathlib import Path
+
+    from qldm.config import load_config
+    from qldm.models import QLDMPipeline
+
+    path = Path(path)
+    pipe_dir = path if (path / "model_index.json").is_file() else path / "pipeline"
+    if not (pipe_dir / "model_index.json").is_file():
+        raise FileNotFoundError(f"{path} has no pipeline/model_index.json (is the run finished?)")
+    cfg = load_config(pipe_dir if (pipe_dir / "run_config.json").is_file() else path)
+    pipe = QLDMPipeline.from_pretrained(pipe_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    import hashlib
+    import platform
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import torch
+
+    from qldm.eval.attributes import judge_for_source
+    from qldm.eval.features import make_extractor
+    from qldm.eval.report import REAL_LABEL, measure_set, write_report
+    from qldm.eval.sources import (
+        evaluation_prompts,
+        load_image_set,
+        reference_images,
+        run_label,
+        sample_images,
+        save_image_set,
+    )
+
+    if not args.run and not args.images:
+        raise ValueError("give at least one --run or --images folder")
+    if args.n < 2:
+        raise ValueError(f"--n must be >= 2 (FID needs a covariance), got {args.n}")
+    if not 0 < args.hf_cutoff <= 1:
+        raise ValueError(f"--hf-cutoff must be in (0, 1], got {args.hf_cutoff}")
+    seeds = _parse_seeds(args.seeds)
+    out = Path(args.out)
+    extractor = make_extractor(args.inception)
+    refs: dict[str, tuple] = {}
+    sets = []
+
+    def measure(images, prompts, *, features, **kw):
+        return measure_set(
+            images, prompts, extractor=extractor, reference_features=features, hf_cutoff=args.hf_cutoff, **kw
+        )
+
+    def dataset_key(source: str, size: int, prompts: list[str]) -> str:
+        """Sets share a reference only if they share data, size and (procedural) the prompt mix."""
+        key = f"{Path(source).name if Path(source).is_dir() else source}@{size}"
+        if source == "procedural" and prompts != evaluation_prompts(source, len(prompts)):
+            key += "#" + hashlib.sha1("\n".join(sorted(prompts)).encode()).hexdigest()[:6]
+        return key
+
+    def reference(source: str, size: int, prompts: list[str]):
+        key = dataset_key(source, size, prompts)
+        if key not in refs:
+            both = reference_images(source, prompts + prompts, image_size=size, seed=10_000)  # (2n, 3, S, S)
+            ref, held = both[: len(prompts)], both[len(prompts) :]
+            feats = extractor(ref)
+            judge = "procedural" if source == "procedural" else None  # real faces do not follow the prompts
+            sets.append(
+                measure(
+                    held,
+                    prompts,
+                    run="real",
+                    label=REAL_LABEL,
+                    dataset=key,
+                    seed=0,
+                    features=feats,
+                    judge=judge,
+                )
+            )
+            refs[key] = (feats,)
+        return key, refs[key][0]
+
+    for run_dir in args.run:
+        pipe, cfg = _load_run(run_dir)
+        if args.quantum_executor:
+            pipe.unet.set_quantum_executor(args.quantum_executor)
+        name, label = Path(run_dir).resolve().name, run_label(cfg.model)
+        source, size = cfg.data.source, cfg.data.image_size
+        prompts = evaluation_prompts(source, args.n)
+        key, feats = reference(source, size, prompts)
+        guidance = cfg.sample.guidance if args.guidance is None else args.guidance
+        for seed in seeds:
+            print(f"[evaluate] {name} ({label}) seed {seed}: sampling {args.n} images, {args.steps} steps")
+            images = sample_images(
+                pipe, prompts, seed=seed, steps=args.steps, guidance=guidance, batch_size=args.batch_size
+            )
+            save_image_set(
+                images, prompts, out / "samples" / name / f"seed-{seed}", run=name, label=label, seed=seed,
+                source=source, image_size=size, steps=args.steps, guidance=guidance,
+            )  # fmt: skip
+            sets.append(
+                measure(
+                    images,
+                    prompts,
+                    run=name,
+                    label=label,
+                    dataset=key,
+                    seed=seed,
+                    features=feats,
+                    judge=judge_for_source(source),
+                )
+            )
+    for folder in map(Path, args.images):
+        subsets = sorted(p for p in folder.glob("seed-*") if p.is_dir()) or [folder]
+        for i, sub in enumerate(subsets):
+            images, prompts, meta = load_image_set(sub)
+            source = str(meta.get("source", args.real))
+            label = str(meta.get("label", folder.name))
+            key, feats = reference(source, images.shape[-1], prompts)
+            run_name, seed = str(meta.get("run", folder.name)), int(meta.get("seed", i))
+            sets.append(
+                measure(
+                    images,
+                    prompts,
+                    run=run_name,
+                    label=label,
+                    dataset=key,
+                    seed=seed,
+                    features=feats,
+                    judge=judge_for_source(source),
+                )
+            )
+    meta = {
+        "command": "qldm evaluate",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": list(args.run),
+        "images": list(args.images),
+        "n": args.n,
+        "steps": args.steps,
+        "guidance": args.guidance if args.guidance is not None else "per run (sample.guidance)",
+        "seeds": seeds,
+        "hf_cutoff": args.hf_cutoff,
+        "extractor": extractor.label,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+    }
+    paths = write_report(sets, out, meta=meta)
+    print(paths["markdown"].read_text())
+    print(f"report -> {paths['markdown']}, {paths['json']}")
+    return 0

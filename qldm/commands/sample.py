@@ -1,0 +1,156 @@
+"""``qldm sample``: generate images from prompts with a trained run (EMA weights), as a PNG grid plus single
+PNGs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a run directory (uses RUN/pipeline, the final EMA export)")
+    src.add_argument(
+        "--checkpoint", help="a saved pipeline folder or a training checkpoint (checkpoints/step-*)"
+    )
+    parser.add_argument(
+        "--prompt", action="append", default=[], help="prompt (repeatable; default: the run's grid)"
+    )
+    parser.add_argument("--n", type=int, default=4, help="images per prompt (default 4)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the run's sample.steps)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
+    parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise of the whole batch")
+    parser.add_argument("--out", required=True, help="output folder (grid.png, images/*.png)")
+    parser.add_argument(
+        "--quantum-executor", help="executor for the Q-FFN circuits (statevector, tensornet, ...)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the circuit you expect (model.n_qubits, model.n_qubit_layers, model.ancillas, ...); "
+        "a checkpoint with a different circuit is an error",
+    )
+    hw = parser.add_argument_group(
+        "hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)"
+    )
+    hw.add_argument(
+        "--quantum-backend", help="e.g. fake:FakeTorino, aer-noise:FakeTorino or an IBM device name"
+    )
+    hw.add_argument("--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck")
+    hw.add_argument(
+        "--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)"
+    )
+    hw.add_argument("--shots", type=int, default=1024, help="shots per circuit evaluation (default 1024)")
+    hw.add_argument(
+        "--hardware-emulate",
+        action="store_true",
+        help="calibrated fast emulator of the backend instead of jobs",
+    )
+    hw.add_argument("--hardware-cache", help="folder of the results cache (a repeated run never pays twice)")
+    hw.add_argument("--yes", action="store_true", help="confirm submitting to a real device")
+
+
+def _load_pipeline(args: argparse.Namespace):
+    """``(pipeline, run config)`` from ``--run`` or ``--checkpoint``."""
+    from pathlib import Path
+
+    from qldm.config import load_config
+    from qldm.models import QLDMPipeline
+
+    path = Path(args.run) / "pipeline" if args.run else Path(args.checkpoint)
+    if args.run and not path.is_dir():
+        raise FileNotFoundError(
+            f"{args.run} has no pipeline/ (is the run finished? use --checkpoint for a step)"
+        )
+    if (path / "model_index.json").is_file():
+        return QLDMPipeline.from_pretrained(path), load_config(path)
+    if (
+        path / "ema.safetensors"
+    ).is_file():  # a training checkpoint: rebuild from the run's VAE + EMA weights
+        from diffusers import AutoencoderKL
+        from safetensors.torch import load_file
+
+        from qldm.models import build_text_encoder
+        from qldm.train.components import build_unet, make_pipeline
+
+        cfg = load_config(path)
+        run_dir = path.parent.parent
+        vae = AutoencoderKL.from_pretrained(run_dir / "vae").eval()
+        unet = build_unet(cfg)
+        missing = unet.load_state_dict(load_file(str(path / "ema.safetensors")), strict=False).missing_keys
+        if any(not k.endswith("gate") for k in missing):  # EMA holds parameters only (buffers come from unet)
+            unet.load_state_dict(load_file(str(path / "unet.safetensors")))
+            unet.load_state_dict(load_file(str(path / "ema.safetensors")), strict=False)
+        return make_pipeline(cfg, vae=vae, text_encoder=build_text_encoder(cfg.model), unet=unet.eval()), cfg
+    raise FileNotFoundError(
+        f"{path} is neither a pipeline folder (model_index.json) nor a checkpoint (ema.safetensors)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from qldm.config import apply_overrides
+    from qldm.models import check_circuit_compatible, make_sample_scheduler
+    from qldm.train.progress import save_grid
+
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    pipe, cfg = _load_pipeline(args)
+    if args.overrides:
+        requested = apply_overrides(cfg, list(args.overrides)).model
+        check_circuit_compatible(cfg.model.circuit_metadata(), requested.circuit_metadata())
+    if args.scheduler:
+        pipe.scheduler = make_sample_scheduler(args.scheduler, cfg.model)
+    if args.quantum_executor:
+        pipe.unet.set_quantum_executor(args.quantum_executor)
+    prompts = args.prompt or list(cfg.sample.prompts)
+    steps = args.steps or cfg.sample.steps
+    guidance = cfg.sample.guidance if args.guidance is None else args.guidance
+    kwargs = {}
+    if args.quantum_backend:
+        try:
+            from hardware.sampling import hardware_step_callback
+        except ImportError as err:
+            raise ValueError(
+                f"--quantum-backend needs the hardware package's sampling module ({err})"
+            ) from None
+        kwargs["on_step_begin"] = hardware_step_callback(
+            pipe.unet,
+            backend=args.quantum_backend,
+            blocks=args.hardware_blocks,
+            steps=args.hardware_steps,
+            num_inference_steps=steps,
+            confirm=args.yes,
+            shots=args.shots,
+            emulate=args.hardware_emulate,
+            **({"cache_dir": args.hardware_cache} if args.hardware_cache else {}),
+        )
+    with torch.no_grad():
+        images = pipe(
+            prompts,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            num_images_per_prompt=args.n,
+            generator=torch.Generator().manual_seed(args.seed),
+            output_type="np",
+            **kwargs,
+        ).images  # (P * n, H, W, 3) in [0, 1], prompt by prompt
+    out = Path(args.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    for i, img in enumerate(np.asarray(images)):
+        p, j = divmod(i, args.n)
+        name = f"p{p:02d}-{j:03d}.png"
+        Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(out / "images" / name)
+    grid = save_grid(np.asarray(images), out / "grid.png", nrow=args.n)
+    (out / "prompts.txt").write_text("".join(f"p{i:02d}: {p}\n" for i, p in enumerate(prompts)))
+    print(f"{len(images)} images -> {out / 'images'}; grid {grid} (rows = prompts, see prompts.txt)")
+    return 0

@@ -1,0 +1,47 @@
+"""``qldm train``: train the hybrid latent diffusion model (stage 1 VAE if needed, then the denoiser)."""
+
+from __future__ import annotations
+
+import argparse
+
+from qldm.commands.common import add_config_arguments, resolve_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--out", required=True, help="run directory (checkpoints, samples, metrics, pipeline)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint (its saved config is used; --set may "
+        "change train.epochs / train.max_steps)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-samples", action="store_true", help="skip the per-epoch sample grids")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qldm.config import apply_overrides, load_config
+    from qldm.train import train
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "run_config.json").is_file():
+            raise ValueError(f"--resume: {out} holds no run_config.json; nothing to resume")
+        cfg = apply_overrides(load_config(out), list(args.overrides))
+    else:
+        cfg = resolve_config(args)
+    result = train(
+        cfg, out, resume=args.resume, show_progress=not args.no_progress, samples=not args.no_samples
+    )
+    print(
+        f"trained {result.steps} steps (last loss {result.last_loss:.4f}, "
+        f"{result.skipped_steps} skipped) -> {out}"
+    )
+    if result.pipeline_dir is not None:
+        print(f"pipeline: {result.pipeline_dir}")
+    return 0

@@ -1,0 +1,129 @@
+"""Stage 1: train a small ``AutoencoderKL`` on the data set, then measure the latent scale on it.
+
+The latent scale is *measured* (1 / std of the latents, as Rombach et al. 2022 did for SD's 0.18215) and
+stored in the run config, never hard-coded, so that stage 2 sees unit-variance latents whatever VAE it uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from qldm.config import RunConfig
+from qldm.models import build_vae, measure_latent_scale
+
+__all__ = ["train_vae", "load_or_train_vae"]
+
+
+def _pixels(dataset) -> torch.Tensor:
+    """Stack all images of a (small, in-memory) dataset: ``(N, 3, H, W)`` in [-1, 1]."""
+    return torch.stack([dataset[i]["pixel_values"] for i in range(len(dataset))])
+
+
+def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
+    """Train the config's VAE on ``dataset`` for ``cfg.train.vae_epochs`` epochs.
+
+    Loss: L1 + MSE reconstruction, plus L1 at 1/4 resolution (a low-pass term: flat colour regions such as hair
+    are otherwise learned last, and the demo's hair-colour check depends on them), plus ``vae_kl_weight`` times
+    the KL to N(0, 1). The decoder sees the posterior mean: with LDM's tiny KL weight (~1e-6, Rombach et al. 2022)
+    the posterior collapses towards its mean anyway, and early sampling noise (std ~1) only slows a short run.
+
+    Args:
+        cfg: Run config (model.vae selects the architecture; train.vae_* the optimisation).
+        dataset: Items with ``pixel_values`` ``(3, H, W)`` in [-1, 1].
+        show_progress: Show a tqdm bar.
+        log: Optional callable receiving ``{"vae_epoch", "vae_loss"}`` records.
+
+    Returns:
+        ``(vae, latent_scale)``: the trained ``AutoencoderKL`` in eval mode and the measured scale.
+    """
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    vae = build_vae(cfg.model)
+    vae.train()
+    pixels = _pixels(dataset)  # (N, 3, H, W)
+    n = pixels.shape[0]
+    steps_per_epoch = max(1, n // t.vae_batch_size)
+    total = steps_per_epoch * t.vae_epochs
+    opt = torch.optim.AdamW(vae.parameters(), lr=t.vae_lr, weight_decay=0.0)
+    warm = max(1, min(20, total // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    gen = torch.Generator().manual_seed(t.seed)
+    bar = tqdm(total=total, desc="vae", disable=not show_progress, leave=False)
+    for epoch in range(t.vae_epochs):
+        perm = torch.randperm(n, generator=gen)
+        running = 0.0
+        for b in range(steps_per_epoch):
+            x = pixels[perm[b * t.vae_batch_size : (b + 1) * t.vae_batch_size]]  # (B, 3, H, W)
+            post = vae.encode(x).latent_dist
+            z = post.mean  # (B, C, h, w)
+            rec = vae.decode(z).sample  # (B, 3, H, W)
+            kl = post.kl().mean() / z[0].numel()
+            low = (F.avg_pool2d(rec, 4) - F.avg_pool2d(x, 4)).abs().mean()  # (B, 3, H/4, W/4) colours
+            loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + low + t.vae_kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            running += loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if log is not None:
+            log({"vae_epoch": epoch + 1, "vae_loss": running / steps_per_epoch})
+    bar.close()
+    vae.eval()
+    with torch.no_grad():
+        scale = float(measure_latent_scale(vae, pixels[: min(n, 512)]))
+    vae.register_to_config(scaling_factor=scale)  # the pipeline decodes with the VAE's own scaling_factor
+    return vae, scale
+
+
+def load_or_train_vae(
+    cfg: RunConfig, dataset, run_dir: str | os.PathLike, *, show_progress: bool = True, log=None
+) -> tuple[object, RunConfig]:
+    """Stage 1 of a run: reuse ``run_dir/vae`` if present, else load ``train.vae_pretrained``, else train one.
+
+    The trained VAE is saved with ``save_pretrained`` into a temporary folder renamed to ``run_dir/vae``
+    (atomic), and the measured scale is written into the returned config's ``model.latent_scale``.
+
+    Returns:
+        ``(vae, cfg)`` with the config's ``latent_scale`` set.
+    """
+    from diffusers import AutoencoderKL
+
+    vae_dir = Path(run_dir) / "vae"
+    pixels_for_scale = None
+    if (vae_dir / "config.json").is_file():
+        vae = AutoencoderKL.from_pretrained(vae_dir)
+    elif cfg.train.vae_pretrained:
+        vae = AutoencoderKL.from_pretrained(cfg.train.vae_pretrained)
+    else:
+        vae, scale = train_vae(cfg, dataset, show_progress=show_progress, log=log)
+        tmp = vae_dir.with_name(".tmp-vae")
+        vae.save_pretrained(tmp)
+        (tmp / "latent_scale.txt").write_text(f"{scale!r}\n")
+        os.replace(tmp, vae_dir)
+    vae.eval().requires_grad_(False)
+    scale_file = vae_dir / "latent_scale.txt"
+    if scale_file.is_file():
+        scale = float(scale_file.read_text())
+    else:  # pretrained VAE: measure on this data set, once
+        pixels_for_scale = (
+            _pixels(dataset)
+            if len(dataset) <= 512
+            else torch.stack([dataset[i]["pixel_values"] for i in range(512)])
+        )
+        with torch.no_grad():
+            scale = float(measure_latent_scale(vae, pixels_for_scale))
+    vae.register_to_config(scaling_factor=scale)
+    model = dataclasses.replace(cfg.model, latent_scale=scale)
+    return vae, dataclasses.replace(cfg, model=model)
