@@ -22,7 +22,11 @@ from analysis.engine import SHIFT_RULE
 from circuits import bp_circuit
 from circuits.spec import CircuitSpec
 
-__all__ = ["NoisyEstimator", "calibration_date", "aer_shift_gradients"]
+__all__ = ["NoisyEstimator", "DeviceTooSmallError", "calibration_date", "aer_shift_gradients"]
+
+
+class DeviceTooSmallError(ValueError):
+    """The circuit has more wires than the fake device has qubits."""
 
 
 def calibration_date(backend: Any) -> str | None:
@@ -70,6 +74,11 @@ class NoisyEstimator:
 
         from qldm.quantum.aer import decompose_for_aer
 
+        if self.device is not None and spec.num_qubits > self.device.num_qubits:
+            raise DeviceTooSmallError(
+                f"{spec.name}: {spec.num_qubits} wires do not fit {self.name} "
+                f"({self.device.num_qubits} qubits)"
+            )
         circuit = decompose_for_aer(spec.circuit)
         observables = list(spec.observables)
         if self.device is not None:

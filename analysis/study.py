@@ -93,7 +93,7 @@ def run_study(
         progress: Show a tqdm bar.
 
     Returns:
-        Keys of the points skipped because the budget ran out.
+        Keys of the points skipped because the budget ran out (or, with ``noise``, the device is too small).
     """
     from tqdm import tqdm
 
@@ -108,7 +108,16 @@ def run_study(
         if budget_s is not None and time.perf_counter() - t_start > budget_s:
             skipped.append(cfg.key)
             continue
-        outcome = _noisy_point(cfg, noise, n_boot) if noise else run_point(cfg, n_boot=n_boot)
+        if noise:
+            from analysis.noise import DeviceTooSmallError
+
+            try:
+                outcome = _noisy_point(cfg, noise, n_boot)
+            except DeviceTooSmallError as err:
+                skipped.append(f"{cfg.key} ({err})")
+                continue
+        else:
+            outcome = run_point(cfg, n_boot=n_boot)
         fields = ("design", "n_qubits", "n_layers", "observable", "samples", "seed")
         result.add({**{k: getattr(cfg, k) for k in fields}, "key": cfg.key, **outcome})
         if out is not None:

@@ -22,7 +22,6 @@ Q-FFNs and report the mean absolute pixel difference (FID and attribute accuracy
 outputs).
 
 Usage: ``python benchmarks/bench_hardware.py [--backend FakeTorino] [--quick] [--out PATH]``.
-
 """
 
 from __future__ import annotations

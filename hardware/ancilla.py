@@ -10,7 +10,6 @@ controlled rotations.
 
 This is *ancilla elimination by branch sampling*, an exact identity in expectation. It is not the "ancillas
 removed" design of the paper, for which no code exists.
-
 """
 
 from __future__ import annotations

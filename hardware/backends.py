@@ -13,7 +13,6 @@ One string names a backend everywhere (configs, CLI, :func:`hardware.sampling.at
   is handed to the service and never printed, logged or written anywhere.
 
 Nothing here builds a backend or a service at import time.
-
 """
 
 from __future__ import annotations

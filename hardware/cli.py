@@ -5,7 +5,6 @@
 - ``qldm hardware emulate-check --backend FakeTorino --n-qubits 2 [--shots 4000]``
 
 Nothing is ever submitted to a real device without ``--yes`` or an interactive confirmation.
-
 """
 
 from __future__ import annotations

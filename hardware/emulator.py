@@ -21,7 +21,6 @@ read-out qubit over its busy time and the readout asymmetry ``P(0|1) - P(1|0)`` 
 ``backend.properties()``): ``<O> -> f <O> + b``. Crosstalk and coherent errors are ignored;
 ``benchmarks/bench_hardware.py`` measures its error against Aer's noisy simulation.
 
-
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ raising there would break them, while a silent zero gradient in training is what
 
 A results cache on disk, keyed by (transpiled circuit, parameter values, options), makes a repeated or resumed
 run free: only missing PUBs are submitted. Every job id is logged at INFO level; no credential is ever logged.
-
 """
 
 from __future__ import annotations
@@ -66,8 +65,7 @@ class RuntimeExecutor(Executor):
         cache_dir: Directory for the transpiled-circuit and results caches (``None``: memory only).
         ancilla_elimination: Run the ancilla-free branch ensemble instead of the faithful circuit.
         max_branches: With ancilla elimination, enumerate all ``2**k`` patterns if at most this many, else
-        sample
-            this many uniformly (torch global RNG) per call.
+            sample this many uniformly (torch global RNG) per call.
         optimization_level: Preset pass-manager level.
         layout_candidates: Calibration-ranked layouts tried (see :class:`hardware.transpile.Transpiler`).
         estimator: ``"auto"``, ``"executor"`` or ``"v2"`` (see :mod:`hardware.primitives`).

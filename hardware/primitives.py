@@ -11,7 +11,6 @@
   runs out of memory; there ``auto`` falls back to ``EstimatorV2``, whose local mode ignores resilience
   options (runtime warns so). ZNE, dynamical decoupling and gate twirling only have their effect on a real
   device.
-
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ executor.
 
 :func:`plan` counts, before anything is submitted, what one image costs: tokens per block are the latent ``h *
 w`` at that block's resolution, times 2 with classifier-free guidance, times the chosen steps.
-
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ is tried as well), and the candidate whose transpiled circuit has the highest es
 Aer pitfall (quantum-facts.md): Aer runs parameterized ``crx``/``cry``/``crz``/``cp`` bound at run time as
 angle 0. For the noiseless ``aer`` backend we therefore transpile to a plain ``{cx, rz, ry, rx, sx, x, h}``
 basis, so no controlled rotation ever reaches Aer; :func:`check_aer_safe` asserts it.
-
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ class DataConfig:
     """Where images and captions come from.
 
     Attributes:
-        source: ``"procedural"`` (built-in faces), ``"anime-faces"`` (../shared/data/anime-faces-64) or a
-        folder. image_size: Side in pixels after center-crop and resize.
+        source: ``"procedural"`` (built-in faces), ``"anime-faces"`` (../shared/data/anime-faces-64) or
+            an image folder.
+        image_size: Side in pixels after center-crop and resize.
         limit: Use at most this many images (procedural: how many to draw); None = all (procedural: 2000).
         seed: Seed of the procedural generator / subset choice.
         captions: Caption mode passed to ``build_dataset`` (``"auto"`` = the source's own captioner).
@@ -178,15 +179,18 @@ def _tiny() -> RunConfig:
             quantum_blocks="bottleneck",
             n_qubits=3,
             quantum_executor="statevector",
+            # v-prediction: at high noise an eps-model's x0 estimate is amplified by 1/sqrt(alpha_bar); a short
+            # run learns global layout (and hair colour) much sooner predicting v (Salimans & Ho 2022)
+            prediction_type="v_prediction",
         ),
         data=DataConfig(
             source="procedural", image_size=32, limit=2000, seed=0, holdout=("blue/twintails", "red/long")
         ),
         train=TrainConfig(
-            epochs=6,
-            batch_size=32,
-            lr_classical=1e-3,
-            lr_quantum=1e-3,
+            epochs=5,
+            batch_size=16,
+            lr_classical=1.5e-3,
+            lr_quantum=1.5e-3,
             lr_gate=1e-3,
             warmup_steps=50,
             ema_decay=0.99,

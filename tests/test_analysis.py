@@ -190,3 +190,11 @@ def test_json_round_trip_and_resume(tmp_path, monkeypatch, capsys):
     assert again[dropped["key"]]["variance"] == pytest.approx(dropped["variance"], rel=1e-12)
     with pytest.raises(ValueError, match="schema"):
         StudyResult.from_json('{"schema": "other"}')
+
+
+def test_noise_device_too_small_is_a_clear_error():
+    from analysis.noise import DeviceTooSmallError, NoisyEstimator
+    from circuits import bp_circuit
+
+    with pytest.raises(DeviceTooSmallError, match="do not fit"):
+        NoisyEstimator("fake:FakeManilaV2").prepare(bp_circuit(3, 1, ancillas="per-qubit"))

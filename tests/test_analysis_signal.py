@@ -92,3 +92,19 @@ def test_gradient_flow_records_and_flags():
     fake.rows = [{"step": 0, "block": "b", "quantum": 1e-9, "classical": 1.0, "gate": 0.1, "lam": 1e-5}]
     flags = fake.flags()
     assert any("vanish" in f for f in flags) and any("collapsed" in f for f in flags)
+
+
+def test_noisy_estimator_outputs_match_statevector_without_noise():
+    from analysis.noise import NoisyEstimator
+    from circuits import qffn_circuit
+    from qldm.quantum import StatevectorExecutor
+
+    spec = qffn_circuit(2, 2, ancillas="per-qubit")
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((3, 2)), rng.uniform(0, 2 * np.pi, spec.num_weights)
+    exact = (
+        StatevectorExecutor(dtype=torch.float64).compile(spec)(torch.as_tensor(x), torch.as_tensor(w)).numpy()
+    )
+    np.testing.assert_allclose(NoisyEstimator(None).outputs(spec, x, w), exact, atol=1e-12)
+    noisy = NoisyEstimator("fake:FakeManilaV2").outputs(spec, x, w)
+    assert 1e-3 < np.abs(noisy - exact).max() < 0.5

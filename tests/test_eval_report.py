@@ -19,7 +19,10 @@ def write_sets(root, label, images_fn, seeds=(0, 1)):
     prompts = evaluation_prompts("procedural", N)
     for seed in seeds:
         images = images_fn(reference_images("procedural", prompts, image_size=32, seed=100 + seed))
-        save_image_set(images, prompts, root / label / f"seed-{seed}", label=label, seed=seed, source="procedural")
+        save_image_set(
+            images, prompts, root / label / f"seed-{seed}", label=label, seed=seed, source="procedural",
+            holdout=["blue/twintails", "red/long"],
+        )  # fmt: skip
     return root / label
 
 
@@ -54,9 +57,13 @@ def test_evaluate_images_report_ranks_clean_above_blurred(tmp_path, capsys):
     assert groups["quantum"]["acc_pooled"] == 1.0 and groups["quantum"]["acc_pooled_n"] == 2 * N
     assert groups["quantum"]["acc_pvalue"] < 1e-30
     assert groups["none"]["fid_p_vs_quantum"] < 0.05
+    # Each colour/style pair appears once in 44 prompts: 2 held-out pairs x 2 seeds, all judged right.
+    assert (groups["quantum"]["holdout_k"], groups["quantum"]["holdout_n"]) == (4, 4)
     md = (out / "report.md").read_text()
     assert "FID (offline features: handcrafted-v1)" in md and "| quantum |" in md
-    assert (out / "procedural-32-spectrum.png").is_file() and (out / "procedural-32-spectrum-ratio.png").is_file()
+    assert (out / "procedural-32-spectrum.png").is_file() and (
+        out / "procedural-32-spectrum-ratio.png"
+    ).is_file()
     assert "report ->" in capsys.readouterr().out
 
 
@@ -65,13 +72,22 @@ def test_evaluate_errors_are_one_line(tmp_path, capsys):
     assert "at least one --run or --images" in capsys.readouterr().err
     assert main(["evaluate", "--images", str(tmp_path), "--seeds", "0,x", "--out", str(tmp_path)]) == 2
     assert "--seeds" in capsys.readouterr().err
-    args = ["evaluate", "--images", str(tmp_path), "--inception", str(tmp_path / "no.pth"), "--out", str(tmp_path)]
+    args = [
+        "evaluate",
+        "--images",
+        str(tmp_path),
+        "--inception",
+        str(tmp_path / "no.pth"),
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 2
     assert "no.pth" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "model_index.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_samples_saved_pipelines_and_groups_them(tmp_path):
     import dataclasses
 
@@ -87,7 +103,9 @@ def test_evaluate_samples_saved_pipelines_and_groups_them(tmp_path):
     for name, model in [("q", tiny), ("c", dataclasses.replace(tiny, quantum_blocks="none"))]:
         torch.manual_seed(0)
         pipe = build_pipeline(model)
-        cfg = RunConfig(name=name, model=model, data=dataclasses.replace(base.data, image_size=16), sample=base.sample)
+        cfg = RunConfig(
+            name=name, model=model, data=dataclasses.replace(base.data, image_size=16), sample=base.sample
+        )
         pipe.save_pretrained(tmp_path / name / "pipeline")
         save_config(cfg, tmp_path / name / "pipeline" / "run_config.json")
         runs += ["--run", str(tmp_path / name)]
@@ -103,3 +121,19 @@ def test_evaluate_samples_saved_pipelines_and_groups_them(tmp_path):
     assert main([*argv[:-1], str(tmp_path / "rep2")]) == 0
     assert torch.equal(load_image_set(tmp_path / "rep2" / "samples" / "q" / "seed-0")[0], first)
     assert not torch.equal(load_image_set(out / "samples" / "q" / "seed-1")[0], first)
+
+
+def test_reads_the_output_layout_of_qldm_sample(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    prompts = ["anime face, blue hair, long hair", "anime face, red hair, short hair"]
+    (tmp_path / "prompts.txt").write_text("".join(f"p{i:02d}: {p}\n" for i, p in enumerate(prompts)))
+    for p in range(2):
+        for j in range(3):
+            Image.new("RGB", (16, 16), (10 * p, 20 * j, 0)).save(
+                tmp_path / "images" / f"p{p:02d}-{j:03d}.png"
+            )
+    images, got, meta = load_image_set(tmp_path)
+    assert images.shape == (6, 3, 16, 16) and got == [prompts[0]] * 3 + [prompts[1]] * 3 and meta == {}
+    assert images[4, 1, 0, 0].item() == pytest.approx(20 / 127.5 - 1)  # p01-001: green = 20

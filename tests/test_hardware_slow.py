@@ -1,4 +1,4 @@
-"""Slower hardware-path checks: local testing mode in Batch/Session mode and with EstimatorV2, n = 4 emulation."""
+"""Slow hardware checks: local testing mode in Batch/Session mode and with EstimatorV2; n = 4 emulation."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_local_mode_ancilla_eliminated_matches_emulator(mode, estimator):
 
 
 def test_emulator_vs_aer_noise_n4_ancilla_eliminated():
-    spec, x, w, exact = _data(4, 3, seed=1)
+    spec, x, w, exact = _data(4, 2, seed=1)
     kw = {"ancilla_elimination": True, "max_branches": 8}  # 8 of 16 branches, the same ones on both paths
     torch.manual_seed(0)
     emu = EmulatorExecutor("aer-noise:FakeTorino", shots=None, **kw).compile(spec)(x, w)

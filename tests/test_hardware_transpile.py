@@ -165,3 +165,50 @@ def test_cli_transpile_table(capsys):
     )
     out = capsys.readouterr().out
     assert "faithful" in out and "branch all-on" in out and "est. fidelity" in out
+
+
+def test_cli_plan_and_emulate_check(capsys, tmp_path):
+    from qldm.cli import main
+
+    out_json = tmp_path / "plan.json"
+    assert (
+        main(
+            [
+                "hardware",
+                "plan",
+                "--backend",
+                "aer",
+                "--preset",
+                "tiny",
+                "--steps",
+                "last:2",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
+    import json
+
+    p = json.loads(out_json.read_text())
+    assert p["hardware_steps"] == 2 and p["jobs"] == 2 and p["pubs"] == 2  # one bottleneck block, 1 job/step
+    assert p["parameter_sets"] == 2 * p["tokens_per_call"][0] and "model" in p["qpu_time_note"]
+    assert (
+        main(
+            [
+                "hardware",
+                "emulate-check",
+                "--backend",
+                "FakeManilaV2",
+                "--n-qubits",
+                "2",
+                "--tokens",
+                "2",
+                "--shots",
+                "500",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "mean |emulator - aer|" in out and "ratio" in out

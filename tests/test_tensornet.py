@@ -153,6 +153,8 @@ def test_n16_runs_bounded_and_linear_in_n():
     # each <Z_i> is a real contraction of the whole ring, linear in n: doubling n at most ~doubles the cost
     prog8 = TensorNetworkExecutor(dtype=F64).compile(qffn_circuit(8, 2, "per-qubit", "ring"))
     assert prog.plan.flops < 2.5 * prog8.plan.flops and prog.plan.largest <= 256
+    # only the encoding (ket and bra) carries the token index; weight-only gates are evaluated once per chunk
+    assert sum(leaf.labels[:1] == (prog.network.batch,) for leaf in prog.network.leaves) == 2 * 16 + 1
 
 
 def test_shared_and_none_agree_with_qiskit_at_n8_single_token():
@@ -253,3 +255,26 @@ def test_bad_input_and_options_raise_clear_errors():
     bad = CircuitSpec(qc, (), (), (SparsePauliOp("ZI"),), (0, 1))
     with pytest.raises(UnsupportedInstructionError, match="reset"):
         TensorNetworkExecutor().compile(bad)
+
+
+def test_edge_cases_constant_circuit_idle_wire_and_identity_terms():
+    """No parameters at all, an observed wire without gates, identity terms, a wire used only as control."""
+    w = ParameterVector("w", 1)
+    qc = QuantumCircuit(4)
+    qc.cz(2, 1)  # wire 2 starts with a diagonal gate on |0>: a hyperedge with an explicit |0> end
+    qc.h(0)
+    qc.cry(w[0], 0, 1)
+    obs = (
+        SparsePauliOp.from_list([("IIII", 0.5), ("IIZX", 1.0), ("ZIII", -0.25)]),  # wire 3 has no gate
+        SparsePauliOp.from_list([("IZZI", 1.0), ("IIYY", 2.0)]),
+    )
+    spec = CircuitSpec(qc, (), (w[0],), obs, (0, 1, 2, 3), ())
+    x, wv = np.zeros((2, 0)), np.array([0.9])
+    np.testing.assert_allclose(_run(spec, x, wv), _qiskit_expectations(spec, x, wv), atol=1e-9, rtol=0)
+
+    const = QuantumCircuit(2)
+    const.h(0)
+    const.cx(0, 1)
+    bell = CircuitSpec(const, (), (), (SparsePauliOp("XX"), SparsePauliOp("ZI")), (0, 1), ())
+    out = _run(bell, np.zeros((3, 0)), np.zeros(0))
+    np.testing.assert_allclose(out, np.tile([1.0, 0.0], (3, 1)), atol=1e-12)

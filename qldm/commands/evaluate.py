@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             save_image_set(
                 images, prompts, out / "samples" / name / f"seed-{seed}", run=name, label=label, seed=seed,
                 source=source, image_size=size, steps=args.steps, guidance=guidance,
+                holdout=list(cfg.data.holdout),
             )  # fmt: skip
             sets.append(
                 measure(
@@ -156,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
                     seed=seed,
                     features=feats,
                     judge=judge_for_source(source),
+                    holdout=tuple(cfg.data.holdout),
                 )
             )
     for folder in map(Path, args.images):
@@ -176,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
                     seed=seed,
                     features=feats,
                     judge=judge_for_source(source),
+                    holdout=tuple(meta.get("holdout", ())),
                 )
             )
     meta = {

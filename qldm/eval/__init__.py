@@ -1,6 +1,7 @@
 """Evaluation of generated images: FID (labelled by its features), radial spectra, prompted-attribute
 accuracy, and the side-by-side quantum-vs-classical report of ``qldm evaluate``."""
 
+from qldm.eval.attributes import AttributeResult, hair_colour_accuracy
 from qldm.eval.features import (
     FeatureExtractor,
     HandcraftedFeatures,
@@ -19,6 +20,8 @@ from qldm.eval.fid import (
 from qldm.eval.spectrum import high_frequency_ratio, plot_spectra, radial_power_spectrum
 
 __all__ = [
+    "AttributeResult",
+    "hair_colour_accuracy",
     "FeatureExtractor",
     "HandcraftedFeatures",
     "InceptionFeatures",

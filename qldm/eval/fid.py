@@ -99,7 +99,7 @@ class FIDResult:
 
 
 def compute_fid(
-    real: torch.Tensor | np.ndarray,
+    real: torch.Tensor | np.ndarray | None,
     fake: torch.Tensor | np.ndarray,
     extractor: FeatureExtractor | None = None,
     *,
@@ -114,9 +114,11 @@ def compute_fid(
         real_features: Precomputed features of the reference set, to reuse across many comparisons.
 
     Raises:
-        ValueError: On bad shapes or fewer than 2 images in a set.
+        ValueError: On bad shapes, fewer than 2 images in a set, or neither ``real`` nor ``real_features``.
     """
     extractor = extractor if extractor is not None else HandcraftedFeatures()
+    if real is None and real_features is None:
+        raise ValueError("compute_fid needs the reference images or their features")
     f_real = real_features if real_features is not None else extractor(real)
     f_fake = extractor(fake)
     value = frechet_distance(*feature_statistics(f_real), *feature_statistics(f_fake))

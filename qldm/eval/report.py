@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from qldm.data import binomial_test_vs_chance, wilson_interval
+from qldm.data import binomial_test_vs_chance, parse_prompt, wilson_interval
 from qldm.eval.attributes import AttributeResult, hair_colour_accuracy
 from qldm.eval.features import FeatureExtractor
 from qldm.eval.fid import compute_fid
@@ -48,6 +48,8 @@ class SetMetrics:
         hf_ratio: Energy share above the cutoff (see :func:`high_frequency_ratio`).
         freqs, spectrum: Radial power spectrum (gray).
         attributes: Hair-colour accuracy, or None when the prompts name no colour.
+        holdout: The same on the prompts whose colour/style pair the run never saw in training (None if the
+            run held none out).
     """
 
     run: str
@@ -61,6 +63,7 @@ class SetMetrics:
     freqs: np.ndarray
     spectrum: np.ndarray
     attributes: AttributeResult | None
+    holdout: AttributeResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -69,6 +72,7 @@ class SetMetrics:
         }
         d["spectrum"] = {"freqs": self.freqs.tolist(), "power": self.spectrum.tolist()}
         d["attributes"] = self.attributes.to_dict() if self.attributes else None
+        d["holdout"] = self.holdout.to_dict() if self.holdout else None
         return d
 
 
@@ -84,17 +88,26 @@ def measure_set(
     reference_features: np.ndarray,
     judge: str | None,
     hf_cutoff: float = 0.25,
+    holdout: tuple[str, ...] = (),
 ) -> SetMetrics:
     """Measure one set of images ``(N, 3, H, W)`` in [-1, 1] against the reference features.
 
-    ``judge`` None (or prompts None) skips the attribute accuracy.
+    ``judge`` None (or prompts None) skips the attribute accuracy. ``holdout`` (``"colour/style"`` pairs a run
+    never saw in training) adds the accuracy on just those prompts: compositional generalisation.
     """
-    fid = compute_fid(None, images, extractor, real_features=reference_features)  # type: ignore[arg-type]
+    fid = compute_fid(None, images, extractor, real_features=reference_features)
     freqs, power = radial_power_spectrum(images)
     attrs = hair_colour_accuracy(images, prompts, judge=judge) if judge and prompts else None
+    held = None
+    if attrs is not None and holdout:
+        wanted = {tuple(h.split("/", 1)) for h in holdout}
+        pairs = [parse_prompt(p) for p in prompts]  # type: ignore[union-attr]
+        idx = [i for i, a in enumerate(pairs) if (a.get("hair_color"), a.get("hair_style")) in wanted]
+        if idx:
+            held = hair_colour_accuracy(images[idx], [prompts[i] for i in idx], judge=judge)  # type: ignore[index]
     return SetMetrics(
         run, label, dataset, int(seed), len(images), fid.value, fid.label,
-        high_frequency_ratio(images, hf_cutoff), freqs, power, attrs,
+        high_frequency_ratio(images, hf_cutoff), freqs, power, attrs, held,
     )  # fmt: skip
 
 
@@ -147,6 +160,10 @@ def aggregate(sets: list[SetMetrics]) -> list[dict[str, Any]]:
             row["acc_judge"] = judged[0].judge
             row["confusion"] = np.sum([a.confusion for a in judged], axis=0).tolist()
             row["confusion_labels"] = list(judged[0].labels)
+        held = [m.holdout for m in members if m.holdout is not None]
+        if held:
+            k, n = sum(a.correct for a in held), sum(a.n for a in held)
+            row["holdout_k"], row["holdout_n"], row["holdout_wilson"] = k, n, wilson_interval(k, n)
         spectra = np.stack([m.spectrum for m in members])  # (sets, bins)
         row["freqs"] = members[0].freqs.tolist()
         row["spectrum_mean"] = spectra.mean(0).tolist()
@@ -196,8 +213,8 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"## {dataset}",
             "",
             "| group | runs | sets | FID | p vs quantum | HF ratio | p vs quantum | hair colour (pooled) "
-            "| Wilson 95% CI | chance | p vs chance |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| Wilson 95% CI | chance | p vs chance | held-out combos |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["dataset"] == dataset):
             acc = ("-",) * 4
@@ -212,7 +229,7 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['label']} | {len(r['runs'])} | {r['sets']} | {_fmt(r['fid_mean'], r['fid_ci'], 2)} "
                 f"| {_fmt_p(r['fid_p_vs_quantum'])} | {_fmt(r['hf_mean'], r['hf_ci'], 4)} "
-                f"| {_fmt_p(r['hf_p_vs_quantum'])} | " + " | ".join(acc) + " |"
+                f"| {_fmt_p(r['hf_p_vs_quantum'])} | " + " | ".join(acc) + f" | {_holdout(r)} |"
             )
         lines += [
             "",
@@ -220,6 +237,13 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _holdout(row: dict[str, Any]) -> str:
+    if "holdout_n" not in row:
+        return "-"
+    lo, hi = row["holdout_wilson"]
+    return f"{row['holdout_k']}/{row['holdout_n']} ({lo:.2f}-{hi:.2f})"
 
 
 def _slug(text: str) -> str:

@@ -102,7 +102,9 @@ def reference_images(source: str, prompts: list[str], *, image_size: int, seed: 
         for p in prompts:
             a = parse_prompt(p)
             if "hair_color" not in a or "hair_style" not in a:
-                raise ValueError(f"procedural reference faces need a hair colour and style in each prompt: {p!r}")
+                raise ValueError(
+                    f"procedural reference faces need hair colour and style in every prompt: {p!r}"
+                )
             attrs.append(
                 {
                     "hair_color": a["hair_color"],

@@ -74,12 +74,14 @@ def radial_power_spectrum(
     Args:
         images: ``(N, 3, H, W)`` in [-1, 1].
         mode: ``"gray"`` (BT.601 luma) or ``"per-channel"`` (R, G, B separately).
-        n_bins: Radial bins between 0 and Nyquist (default ``min(H, W) // 2``, one per integer frequency).
-            Frequencies beyond Nyquist (the spectrum's corners) are left out of the curve.
+        n_bins: Radial bins up to Nyquist (default ``min(H, W) // 2``: one per integer frequency). Bin k
+            (1..n_bins) is centred on ``k * 0.5 / n_bins`` cycles/pixel and holds the FFT bins whose radius
+            rounds to it; the DC term (zero after mean removal) and the corners beyond the last bin are left
+            out of the curve.
 
     Returns:
         ``(freqs (n_bins,), power)``: bin centres in cycles/pixel and the mean power per bin, ``(n_bins,)``
-        for gray or ``(3, n_bins)`` per channel.
+        for gray or ``(3, n_bins)`` per channel (NaN for a bin no FFT frequency falls in).
 
     Raises:
         ValueError: On a bad shape, an unknown mode, or ``n_bins < 1``.
@@ -90,17 +92,15 @@ def radial_power_spectrum(
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     power = _power(x, mode).mean(axis=0)  # (C, H, W), mean over images
-    r = _frequency_radius(h, w)  # (H, W)
-    edges = np.linspace(0.0, 0.5, n_bins + 1)
-    # Bin on the half-open [lo, hi); the last bin also takes r == Nyquist exactly.
-    idx = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, None)  # (H, W)
-    idx[np.isclose(r, 0.5)] = n_bins - 1
-    inside = r <= 0.5 + 1e-12
-    counts = np.bincount(idx[inside], minlength=n_bins)[:n_bins]  # (n_bins,)
-    sums = np.stack([np.bincount(idx[inside], weights=p[inside], minlength=n_bins)[:n_bins] for p in power])
+    width = 0.5 / n_bins
+    k = np.rint(_frequency_radius(h, w) / width).astype(int)  # (H, W): nearest bin centre, 0 = DC
+    inside = (k >= 1) & (k <= n_bins)
+    idx = k[inside] - 1
+    counts = np.bincount(idx, minlength=n_bins)  # (n_bins,)
+    sums = np.stack([np.bincount(idx, weights=p[inside], minlength=n_bins) for p in power])  # (C, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         radial = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)  # (C, n_bins)
-    freqs = 0.5 * (edges[:-1] + edges[1:])  # (n_bins,)
+    freqs = width * np.arange(1, n_bins + 1)  # (n_bins,)
     return freqs, (radial[0] if mode == "gray" else radial)
 
 
@@ -169,7 +169,7 @@ def plot_spectra(
         line = ax.semilogy(freqs, power, label=label, lw=1.6)[0]
         if len(curve) == 3:
             half = np.asarray(curve[2])
-            low = np.clip(power - half, power * 1e-3, None)
+            low = np.clip(power - half, power * 1e-2, None)  # a log axis cannot show <= 0
             ax.fill_between(freqs, low, power + half, color=line.get_color(), alpha=0.2, lw=0)
     if cutoff is not None:
         ax.axvline(cutoff * 0.5, color="grey", ls=":", lw=1, label=f"HF cutoff ({cutoff:g} Nyquist)")

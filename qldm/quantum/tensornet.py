@@ -15,18 +15,18 @@ thread on a loaded 2-core machine, against the statevector executor in the same 
     ======  ================  ===================  ===============  ===================
     layers  flops per token   largest (per token)  tensornet tok/s  statevector tok/s
     ======  ================  ===================  ===============  ===================
-    1       6.8e2             8                    5,800            50
-    2       1.2e4             128                  2,200            28
-    3       6.4e5             4.1e3                195              21
-    4       4.6e7             2.6e5                8                13
-    5       1.2e9             2.1e6                1                77
-    6       2.0e10            3.4e7                < 1              92
+    1       1.1e3             8                    4,600            44
+    2       1.1e4             128                  2,000            23
+    3       6.0e5             4.1e3                186              17
+    4       7.8e7             2.6e5                6                13
+    5       2.8e8             1.0e6                1                46
+    6       4.8e9             1.7e7                < 1              83
     ======  ================  ===================  ===============  ===================
 
 So it stops paying at about four layers for n = 8, where an intermediate outgrows the ``2**16`` statevector;
-``optimize="random-greedy-128"`` finds 2-4x cheaper paths there (1.1e7 flops at four layers) but does not move
-the crossover much. Beyond it use the statevector (up to ~24 wires) or the branch estimator. Random circuits
-with long-range wiring lose the ring structure sooner.
+``optimize="random-greedy-128"`` finds cheaper paths there (1.0e7 instead of 7.8e7 flops at four layers),
+which moves the crossover by less than a layer. Beyond it use the statevector (up to ~24 wires) or the branch
+estimator. Random circuits with long-range wiring lose the ring structure sooner.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class TensorNetworkExecutor(Executor):
         max_chunk_elements: Bound on the complex elements one chunk keeps (node values and environments, which
             autograd holds); a deep circuit gets a smaller chunk, so memory stays bounded for any token count.
             The two-layer Q-FFN keeps about 1.7e4 elements per token at n = 16.
-        optimize: opt_einsum path optimiser (``random-greedy`` finds 2-4x cheaper paths for >= 3 layers, at
-            seconds of planning), run once per compiled spec.
+        optimize: opt_einsum path optimiser (``random-greedy-128`` finds 2-8x cheaper paths for >= 3 layers,
+            at seconds of planning), run once per compiled spec.
 
     Raises:
         ValueError: On an unsupported dtype, a non-positive chunk size or an unknown optimiser.
@@ -149,7 +149,13 @@ class TensorNetworkProgram:
         const = self._constants(cdtype, inputs.device)
         angles = self.compiled.angles(inputs, weights)  # (B, A)
         batch = inputs.shape[0]
-        gates = {g: gate_tensor(gate, angles, cdtype) for g, gate in enumerate(net.gates) if gate.batched}
+        gates = {  # per-token gates (B, legs...), weight-only gates evaluated once (legs...)
+            g: gate_tensor(gate, angles, cdtype)
+            if gate.per_token
+            else gate_tensor(gate, angles[:1], cdtype)[0]
+            for g, gate in enumerate(net.gates)
+            if gate.batched
+        }
         leaves = []
         for i, leaf in enumerate(net.leaves):
             if i in const["leaves"]:
@@ -157,7 +163,7 @@ class TensorNetworkProgram:
             elif leaf.batch_ones:
                 leaves.append(torch.ones(batch, dtype=cdtype, device=inputs.device))  # (B,)
             else:
-                t = gates[leaf.gate]  # (B, legs...)
+                t = gates[leaf.gate]  # ([B,] legs...)
                 leaves.append(t.conj() if leaf.conj else t)
         values = self.plan.forward(leaves, const["nodes"])  # every node, root (B,) = Tr(rho) = 1
         terms = self.plan.terms(values, const["factors"], len(net.coeffs))  # (B, n_terms)

@@ -5,8 +5,11 @@ bra copy, and one *slot* tensor per observed wire where the ket and bra ends mee
 simplifications keep it small and generic (they read gate matrices, never gate names):
 
 - **Gate fusion.** Consecutive gates whose union acts on <= 2 wires become one tensor (the three controlled
-  rotations of a controlled ``Rot``, a wire's single-qubit gates, the ``|0>`` preparation). A constant
-  multi-qubit gate is never fused with a parametrised one, so it stays a small batch-free tensor.
+  rotations of a controlled ``Rot``, a wire's single-qubit gates, the ``|0>`` preparation). Gates have three
+  levels: constant, weight-only (one tensor per call) and per-token (angles depend on the inputs, found by
+  evaluating the spec's angle function on two random tokens). A multi-qubit gate is never fused with a gate of
+  a higher level, so only the encoding carries the token index and everything else is evaluated once per
+  chunk.
 - **Diagonal wires are hyperedges.** A gate that is diagonal on a wire (a control, ``cz``, ``crz``, ``rz``...)
   does not start a new index there: it shares the wire's current index, as in cotengra/quimb's hyper-graph
   circuits.
@@ -46,6 +49,7 @@ class FusedGate:
     members: tuple[tuple[GateOp, tuple[int, ...]], ...]
     diag: tuple[bool, ...]
     sliced: tuple[bool, ...]
+    per_token: bool = False  # some angle depends on the inputs, so the tensor has a token dimension
 
     @property
     def batched(self) -> bool:
@@ -165,7 +169,22 @@ def gate_tensor(gate: FusedGate, angles: torch.Tensor | None, cdtype: torch.dtyp
 
 
 # ---------------------------------------------------------------------------------------------------- fusion
-def _fuse(ops: tuple[GateOp, ...]) -> list[list[GateOp]]:
+def _token_slots(compiled: CompiledSpec) -> set[int]:
+    """Angle slots that depend on the inputs, found by evaluating the angles of two random tokens."""
+    if compiled.spec.num_inputs == 0 or compiled.num_angles == 0:
+        return set()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, compiled.spec.num_inputs, generator=gen, dtype=torch.float64)
+    a = compiled.angles(x, torch.randn(compiled.spec.num_weights, generator=gen, dtype=torch.float64))
+    return {int(i) for i in torch.nonzero(~torch.isclose(a[0], a[1], rtol=0, atol=1e-12)).flatten()}
+
+
+def _level(op: GateOp, token: set[int]) -> int:
+    """0: constant, 1: depends on weights only (one tensor per call), 2: per token."""
+    return 0 if op.basis is None else 2 if token.intersection(op.slots) else 1
+
+
+def _fuse(ops: tuple[GateOp, ...], token: set[int]) -> list[list[GateOp]]:
     """Group ops in time order; see the module docstring for the rules."""
     groups: dict[int, list[GateOp]] = {}
     wires: dict[int, set[int]] = {}
@@ -175,9 +194,9 @@ def _fuse(ops: tuple[GateOp, ...]) -> list[list[GateOp]]:
         prev = {last[w] for w in op.qubits if w in last}
         union = set(op.qubits).union(*(wires[g] for g in prev))
         members = [m for g in sorted(prev) for m in groups[g]] + [op]
-        batched = any(m.basis is not None for m in members)
+        level = max(_level(m, token) for m in members)
         ok = bool(prev) and len(union) <= max(MAX_FUSED_WIRES, len(op.qubits))
-        ok = ok and not (batched and any(m.basis is None and len(m.qubits) > 1 for m in members))
+        ok = ok and not any(_level(m, token) < level and len(m.qubits) > 1 for m in members)
         if ok and len(prev) > 1:  # moving several groups to op's time needs each to be last on all its wires
             ok = all(last[w] == g for g in prev for w in wires[g])
         if ok and len(prev) == 1:
@@ -233,7 +252,8 @@ def build_network(compiled: CompiledSpec) -> Network:
     ket: list[tuple[tuple[int, ...], int | None, np.ndarray | None]] = []  # (labels, gate id, const)
     gates: list[FusedGate] = []
     e0 = np.array([1, 0], dtype=complex)
-    for members in _fuse(compiled.ops):
+    token = _token_slots(compiled)
+    for members in _fuse(compiled.ops, token):
         wires = tuple(sorted({q for m in members for q in m.qubits}))
         local = {w: j for j, w in enumerate(wires)}
         placed = tuple((m, tuple(local[q] for q in m.qubits)) for m in members)
@@ -253,8 +273,9 @@ def build_network(compiled: CompiledSpec) -> Network:
                 out = next(counter)
                 labels += [out] if w not in cur else [out, cur[w]]
                 cur[w] = out
-        gates.append(FusedGate(wires, placed, diag, tuple(sliced)))
-        batch = (0,) if gates[-1].batched else ()  # label 0, the token index, leads every batched tensor
+        per_token = any(_level(m, token) == 2 for m in members)
+        gates.append(FusedGate(wires, placed, diag, tuple(sliced), per_token))
+        batch = (0,) if per_token else ()  # label 0, the token index, leads every batched tensor
         ket.append((batch + tuple(labels), len(gates) - 1, None))
     for w in sorted(observed - set(cur)):
         cur[w] = next(counter)

@@ -69,7 +69,7 @@ class ContractionPlan:
     labels: tuple[tuple[int, ...], ...]
     children: tuple[tuple[int, int], ...]
     eqs: tuple[str, ...]
-    constant: tuple[bool, ...]  # node value has no token dimension (cacheable)
+    constant: tuple[bool, ...]  # node value depends on neither weights nor tokens (cacheable)
     env_steps: tuple[tuple[int, int, int, str], ...]  # (child, parent, sibling, eq), parents before children
     groups: tuple[_Group, ...]
     flops: float
@@ -108,7 +108,7 @@ class ContractionPlan:
         return out
 
 
-def plan_contraction(network: Network, optimize: str = "greedy") -> ContractionPlan:
+def plan_contraction(network: Network, optimize: str = "greedy", plan_batch: int = 1) -> ContractionPlan:
     """Plan the tree with opt_einsum, once per network; the same path serves every chunk and chunk size.
 
     The token index is sized 1 while planning. Sized as a real chunk, greedy's size heuristic avoids batched
@@ -121,15 +121,17 @@ def plan_contraction(network: Network, optimize: str = "greedy") -> ContractionP
     leaves = [leaf.labels for leaf in network.leaves]
     batch = network.batch
     size = {x: 2 for labels in leaves for x in labels}
-    size[batch] = 1
+    size[batch] = plan_batch
     sym = {x: oe.get_symbol(i) for i, x in enumerate(sorted(size))}
     eq = ",".join("".join(sym[x] for x in labels) for labels in leaves) + "->" + sym[batch]
     shapes = [tuple(size[x] for x in labels) for labels in leaves]
     path, info = oe.contract_path(eq, *shapes, shapes=True, optimize=optimize)
 
     labels: list[tuple[int, ...]] = list(leaves)
-    constant = [not (network.leaves[i].gate is not None and batch in leaves[i]) for i in range(len(leaves))]
-    constant = [c and not network.leaves[i].batch_ones for i, c in enumerate(constant)]
+    constant = [  # cacheable across calls: no weights, no tokens
+        leaf.const is not None or (leaf.gate is not None and not network.gates[leaf.gate].batched)
+        for leaf in network.leaves
+    ]
     children: list[tuple[int, int]] = []
     eqs: list[str] = []
     live = list(range(len(leaves)))

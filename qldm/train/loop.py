@@ -156,13 +156,12 @@ def train(
         cfg: Validated run config.
         run_dir: Output folder (layout in the module docstring).
         resume: Continue from the newest checkpoint in ``run_dir/checkpoints`` (mid-epoch if it was saved
-        there).
-            Without it, an existing checkpoint folder is an error, so a run is never silently overwritten.
+            there). Without it, an existing checkpoint folder is an error, so a run is never overwritten.
         show_progress: tqdm bars.
         export: Write ``run_dir/pipeline`` at the end.
         samples: Write the per-epoch sample grids and the evolution figure.
-        on_step: Called after every optimizer step with the new position and the loss (tests use it to kill a
-        run).
+        on_step: Called after every optimizer step with the new position and the loss (tests use it to
+            kill a run).
 
     Raises:
         ValueError: On ``resume`` without a checkpoint, or an existing run without ``resume``.
@@ -273,24 +272,26 @@ def train(
                     unet, lat, h.to(lat.device), m.to(lat.device), noise_sched, cfg.model, generator=noise_gen
                 )  # scalar
             record = {"step": step + 1, "epoch": epoch + 1}
-            if torch.isfinite(loss):
+            finite_loss, gn = bool(torch.isfinite(loss)), None
+            if finite_loss:
                 accelerator.backward(loss)
-                gn = accelerator.clip_grad_norm_(unet.parameters(), t.grad_clip) if t.grad_clip > 0 else None
-                grad_ok = gn is None or torch.isfinite(torch.as_tensor(gn))
-            else:
-                grad_ok, gn = False, None
-            if grad_ok:
+                if t.grad_clip > 0:
+                    gn = accelerator.clip_grad_norm_(unet.parameters(), t.grad_clip)  # unscales under fp16
+            grad_ok = finite_loss and (gn is None or bool(torch.isfinite(torch.as_tensor(gn))))
+            if finite_loss and (grad_ok or accelerator.scaler is not None):
+                # under fp16 the GradScaler itself skips an inf step and lowers its scale; it must see it
                 optimizer.step()
+                grad_ok = grad_ok and not optimizer.step_was_skipped
+            if grad_ok:
                 ema.step(raw.parameters())
                 last_loss = float(loss.detach())
                 record.update(loss=last_loss, grad_norm=float(gn) if gn is not None else None)
-            else:  # NaN/inf guard: drop this step's update, keep the schedule moving, and say so
+            else:  # NaN/inf guard: no update of weights or EMA, the schedule moves on, and the log says so
                 skipped += 1
-                record.update(
-                    skipped=True, loss=None, reason="non-finite loss" if gn is None else "non-finite grad"
-                )
+                reason = "non-finite gradient" if finite_loss else "non-finite loss"
+                record.update(skipped=True, loss=None, reason=reason)
                 if main:
-                    tqdm.write(f"step {step + 1}: non-finite loss/gradient, update skipped")
+                    tqdm.write(f"step {step + 1}: {reason}, update skipped")
             optimizer.zero_grad(set_to_none=True)
             lr_scheduler.step()
             step += 1
