@@ -100,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
     plot_variance(result, png, title=title)
     print(format_table(result))
     if skipped:
-        print(f"\nbudget reached: {len(skipped)} point(s) not run: {', '.join(skipped)}")
+        print(f"\n{len(skipped)} point(s) not run (budget spent or device too small): {', '.join(skipped)}")
     print(f"wrote {out} and {png}")
     return 0

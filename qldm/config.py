@@ -173,7 +173,9 @@ def _tiny() -> RunConfig:
         name="tiny",
         model=_model(
             image_size=32,
-            vae_block_channels=(16, 32),
+            # widths with a small gcd: GroupNorm then pools 2-3 channels per group instead of normalising each
+            # channel alone (instance norm), which erases flat colours such as hair and slows the VAE a lot
+            vae_block_channels=(24, 36),
             unet_block_channels=(32, 64),
             attention_head_dim=32,
             quantum_blocks="bottleneck",

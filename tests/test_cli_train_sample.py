@@ -167,3 +167,17 @@ def test_sample_runs_the_bottleneck_on_a_backend_for_chosen_steps(run_dir, tmp_p
     shots = np.asarray(Image.open(tmp_path / "hw" / "images" / "p00-000.png"), float)
     assert exact.shape == shots.shape
     assert 0 < np.abs(exact - shots).mean() < 40  # shot noise in the bottleneck at every step: close, not equal
+
+
+def test_train_vae_then_train_reuses_the_stage1_vae(tmp_path):
+    out = tmp_path / "staged"
+    assert main(["train-vae", *_sets(MICRO), "--out", str(out), "--no-progress"]) == 0
+    cfg = json.loads((out / "run_config.json").read_text())
+    scale = cfg["model"]["latent_scale"]
+    assert scale > 0 and scale != 1.0 and (out / "vae" / "config.json").is_file()
+    vae_mtime = (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mtime
+    assert main(["train-vae", *_sets(MICRO), "--out", str(out)]) == 2  # never overwrites a trained VAE
+    args = ["train", "--config", str(out / "run_config.json"), "--set", "train.max_steps=1", "--out", str(out)]
+    assert main([*args, "--no-progress", "--no-samples"]) == 0
+    assert (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mtime == vae_mtime
+    assert json.loads((out / "run_config.json").read_text())["model"]["latent_scale"] == scale
