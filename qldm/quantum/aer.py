@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 import torch
 from qiskit import QuantumCircuit, transpile
-from qiskit.circuit import ParameterVector
+from qiskit.circuit import ParameterExpression, ParameterVector
 from qiskit.circuit.library import RXGate, RYGate, RZGate
 from qiskit.primitives import BaseEstimatorV2
 
@@ -89,7 +89,8 @@ def decompose_for_aer(circuit: QuantumCircuit, basis: Sequence[str] = AER_SAFE_B
         raise UnsupportedInstructionError(f"{circuit.name}: decomposition for Aer changed the wire layout")
     for inst in out.data:
         op = inst.operation
-        if op.is_parameterized() and op.name not in _ROTATIONS:
+        # Gate.is_parameterized() is False for crz(w)/cry(w) in qiskit 2.6, so look at the params themselves
+        if any(isinstance(p, ParameterExpression) for p in op.params) and op.name not in _ROTATIONS:
             raise UnsupportedInstructionError(
                 f"{circuit.name}: parameterized {op.name!r} remains after decomposition for Aer"
             )
