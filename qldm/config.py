@@ -164,10 +164,11 @@ def _model(**kw: Any) -> ModelConfig:
 
 
 def _tiny() -> RunConfig:
-    """CPU demo: built-in faces at 32 px, a small VAE trained first, 3 qubits in the bottleneck, exact simulator.
+    """CPU demo: built-in faces at 32 px, a small VAE trained first, 3 qubits in the bottleneck, exact.
 
-    Sized for a few minutes on 2 cores: VAE x2 (16x16x4 latents), a 2-level U-Net (32, 64) with cross-attention
-    at 8x8 and in the middle block, where the Q-FFN sits. Two hair colour/style pairs are held out of training.
+    Sized for a few minutes on 2 cores: VAE x2 (16x16x4 latents), a 2-level U-Net (32, 64) with
+    cross-attention at 8x8 and in the middle block, where the Q-FFN sits. Two hair colour/style pairs are held
+    out of training.
     """
     return RunConfig(
         name="tiny",
@@ -181,15 +182,15 @@ def _tiny() -> RunConfig:
             quantum_blocks="bottleneck",
             n_qubits=3,
             quantum_executor="statevector",
-            # v-prediction: at high noise an eps-model's x0 estimate is amplified by 1/sqrt(alpha_bar); a short
-            # run learns global layout (and hair colour) much sooner predicting v (Salimans & Ho 2022)
+            # v-prediction: at high noise an eps-model's x0 estimate is amplified by 1/sqrt(alpha_bar); a
+            # short run learns global layout (and hair colour) much sooner predicting v (Salimans & Ho 2022)
             prediction_type="v_prediction",
         ),
         data=DataConfig(
             source="procedural", image_size=32, limit=2000, seed=0, holdout=("blue/twintails", "red/long")
         ),
         train=TrainConfig(
-            epochs=5,
+            epochs=10,
             batch_size=16,
             lr_classical=1.5e-3,
             lr_quantum=1.5e-3,

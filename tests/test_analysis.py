@@ -66,7 +66,6 @@ def test_fit_slope_recovers_exponential():
     assert fit_slope(n[:1], var[:1], var[:1], var[:1]) is None
 
 
-@pytest.mark.slow
 def test_deep_baseline_slope_matches_minus_ln2():
     rows = [
         run_point(PointConfig(design="none", n_qubits=n, n_layers=40, samples=300, seed=3), n_boot=300)
@@ -79,7 +78,6 @@ def test_deep_baseline_slope_matches_minus_ln2():
     assert abs(slope - REFERENCE_SLOPE) < 1.96 * se + 0.05, (slope, se)
 
 
-@pytest.mark.slow
 def test_exact_and_branch_sampled_agree():
     base = {"design": "per-qubit", "n_qubits": 4, "n_layers": 6, "samples": 150, "seed": 5}
     exact = sample_gradients(PointConfig(**base))

@@ -160,13 +160,23 @@ def test_sample_runs_the_bottleneck_on_a_backend_for_chosen_steps(run_dir, tmp_p
     pytest.importorskip("hardware.sampling")
     base = ["sample", "--run", str(run_dir), "--prompt", "anime face, blue hair", "--n", "1", "--steps", "2"]
     assert main([*base, "--out", str(tmp_path / "exact")]) == 0
-    hw = ["--quantum-backend", "aer", "--shots", "8", "--hardware-steps", "all", "--hardware-blocks",
-          "bottleneck"]
+    hw = [
+        "--quantum-backend",
+        "aer",
+        "--shots",
+        "8",
+        "--hardware-steps",
+        "all",
+        "--hardware-blocks",
+        "bottleneck",
+    ]
     assert main([*base, "--out", str(tmp_path / "hw"), *hw]) == 0
     exact = np.asarray(Image.open(tmp_path / "exact" / "images" / "p00-000.png"), float)
     shots = np.asarray(Image.open(tmp_path / "hw" / "images" / "p00-000.png"), float)
     assert exact.shape == shots.shape
-    assert 0 < np.abs(exact - shots).mean() < 40  # shot noise in the bottleneck at every step: close, not equal
+    assert (
+        0 < np.abs(exact - shots).mean() < 40
+    )  # shot noise in the bottleneck at every step: close, not equal
 
 
 def test_train_vae_then_train_reuses_the_stage1_vae(tmp_path):
@@ -177,7 +187,15 @@ def test_train_vae_then_train_reuses_the_stage1_vae(tmp_path):
     assert scale > 0 and scale != 1.0 and (out / "vae" / "config.json").is_file()
     vae_mtime = (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mtime
     assert main(["train-vae", *_sets(MICRO), "--out", str(out)]) == 2  # never overwrites a trained VAE
-    args = ["train", "--config", str(out / "run_config.json"), "--set", "train.max_steps=1", "--out", str(out)]
+    args = [
+        "train",
+        "--config",
+        str(out / "run_config.json"),
+        "--set",
+        "train.max_steps=1",
+        "--out",
+        str(out),
+    ]
     assert main([*args, "--no-progress", "--no-samples"]) == 0
     assert (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mtime == vae_mtime
     assert json.loads((out / "run_config.json").read_text())["model"]["latent_scale"] == scale

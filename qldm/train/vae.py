@@ -29,10 +29,11 @@ def _pixels(dataset) -> torch.Tensor:
 def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
     """Train the config's VAE on ``dataset`` for ``cfg.train.vae_epochs`` epochs.
 
-    Loss: L1 + MSE reconstruction, plus L1 at 1/4 resolution (a low-pass term: flat colour regions such as hair
-    are otherwise learned last, and the demo's hair-colour check depends on them), plus ``vae_kl_weight`` times
-    the KL to N(0, 1). The decoder sees the posterior mean: with LDM's tiny KL weight (~1e-6, Rombach et al. 2022)
-    the posterior collapses towards its mean anyway, and early sampling noise (std ~1) only slows a short run.
+    Loss: L1 + MSE reconstruction, plus L1 at 1/4 resolution (a low-pass term: flat colour regions such as
+    hair are otherwise learned last, and the demo's hair-colour check depends on them), plus
+    ``vae_kl_weight`` times the KL to N(0, 1). The decoder sees the posterior mean: with LDM's tiny KL weight
+    (~1e-6, Rombach et al. 2022) the posterior collapses towards its mean anyway, and early sampling noise
+    (std ~1) only slows a short run.
 
     Args:
         cfg: Run config (model.vae selects the architecture; train.vae_* the optimisation).
