@@ -1,12 +1,15 @@
 """Compile a spec's Qiskit instructions into torch-evaluable gate matrices and angle functions.
 
-Nothing here re-describes a gate by hand. A parametrized gate's matrix is fitted, once per gate class, from Qiskit's
-own ``Gate.to_matrix()``: every standard rotation, phase and controlled-rotation gate has matrix entries that are
+Nothing here re-describes a gate by hand. A parametrized gate's matrix is fitted, once per gate class, from
+Qiskit's
+own ``Gate.to_matrix()``: every standard rotation, phase and controlled-rotation gate has matrix entries
+that are
 trigonometric polynomials of degree <= 2 in each half-angle, so sampling 5 points per parameter recovers
 
     M(theta) = sum_k C_k exp(i k . theta / 2),   k in {-2..2}^p,
 
-exactly (a discrete Fourier transform), and the fit is verified at a random point. Gate angles may be parameter
+exactly (a discrete Fourier transform), and the fit is verified at a random point. Gate angles may be
+parameter
 expressions (``atan(x[i])``, linear combinations after transpilation); they are lambdified to torch via sympy.
 """
 
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 import torch
-from qiskit.circuit import Gate, Parameter, ParameterExpression
+from qiskit.circuit import Gate, ParameterExpression
 from qiskit.circuit.library import get_standard_gate_name_mapping
 
 from circuits.spec import CircuitSpec
@@ -40,7 +43,8 @@ _FREQS = np.arange(-2, 3)  # k in exp(i k theta / 2)
 
 
 class UnsupportedInstructionError(ValueError):
-    """A circuit holds an instruction the torch executors cannot compile (measurement, reset, unknown gate...)."""
+    """A circuit holds an instruction the torch executors cannot compile (measurement, reset, unknown
+    gate...)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class TrigBasis:
     coeffs: np.ndarray  # (T, d, d) complex
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trig_basis(gate_name: str, num_params: int) -> TrigBasis:
     """Fit (and verify) the trigonometric basis of a standard Qiskit gate from its own ``to_matrix``.
 
@@ -78,18 +82,23 @@ def trig_basis(gate_name: str, num_params: int) -> TrigBasis:
         coef = np.moveaxis(np.tensordot(kernel, coef, axes=([1], [axis])), 0, axis)
     flat = coef.reshape(-1, d, d)
     keep = np.abs(flat).max(axis=(1, 2)) > 1e-12
-    freqs = np.array(list(itertools.product(_FREQS, repeat=num_params)), dtype=np.int64).reshape(-1, num_params)
+    freqs = np.array(list(itertools.product(_FREQS, repeat=num_params)), dtype=np.int64).reshape(
+        -1, num_params
+    )
     basis = TrigBasis(freqs=freqs[keep], coeffs=flat[keep])
     probe = tuple(np.random.default_rng(7).uniform(-3, 3, num_params))
     fitted = np.einsum("t,tij->ij", np.exp(1j * basis.freqs @ np.asarray(probe) / 2), basis.coeffs)
     if not np.allclose(fitted, matrix(probe), atol=1e-10):
-        raise UnsupportedInstructionError(f"gate {gate_name!r} is not a trigonometric polynomial the executor handles")
+        raise UnsupportedInstructionError(
+            f"gate {gate_name!r} is not a trigonometric polynomial the executor handles"
+        )
     return basis
 
 
 @dataclass(frozen=True)
 class GateOp:
-    """One compiled instruction: its qubits (Qiskit qarg order) and either a constant matrix or a basis + slots."""
+    """One compiled instruction: its qubits (Qiskit qarg order) and either a constant matrix or a basis +
+    slots."""
 
     name: str
     qubits: tuple[int, ...]
@@ -98,9 +107,12 @@ class GateOp:
     slots: tuple[int, ...] = ()  # indices into the angle vector, one per gate parameter
 
     def torch_matrix(self, angles: torch.Tensor | None, cdtype: torch.dtype) -> torch.Tensor:
-        """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B, n_angles)``."""
+        """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B,
+        n_angles)``."""
         if self.basis is None:
-            return torch.as_tensor(self.matrix, dtype=cdtype, device=angles.device if angles is not None else None)
+            return torch.as_tensor(
+                self.matrix, dtype=cdtype, device=angles.device if angles is not None else None
+            )
         theta = angles[:, list(self.slots)]  # (B, p)
         k = torch.as_tensor(self.basis.freqs, dtype=theta.dtype, device=theta.device)  # (T, p)
         phase = torch.polar(torch.ones((), dtype=theta.dtype, device=theta.device), theta @ k.T / 2)  # (B, T)
@@ -149,8 +161,14 @@ def _angle_function(exprs: list[ParameterExpression | float], spec: CircuitSpec)
     def angle_fn(inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         b = inputs.shape[0]
         args = [inputs[:, i] for i in range(n_in)] + [weights[j].expand(b) for j in range(weights.shape[-1])]
-        cols = [f(*args) if callable(f) else torch.full((b,), f, dtype=inputs.dtype, device=inputs.device) for f in fns]
-        cols = [c if torch.is_tensor(c) and c.dim() == 1 else torch.as_tensor(c, dtype=inputs.dtype).expand(b) for c in cols]
+        cols = [
+            f(*args) if callable(f) else torch.full((b,), f, dtype=inputs.dtype, device=inputs.device)
+            for f in fns
+        ]
+        cols = [
+            c if torch.is_tensor(c) and c.dim() == 1 else torch.as_tensor(c, dtype=inputs.dtype).expand(b)
+            for c in cols
+        ]
         return torch.stack(cols, dim=1) if cols else inputs.new_zeros((b, 0))
 
     return angle_fn
@@ -174,14 +192,17 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
         qubits = tuple(index[q] for q in inst.qubits)
         if not isinstance(op, Gate) or getattr(op, "condition", None) is not None:
             raise UnsupportedInstructionError(
-                f"{spec.name}: instruction {op.name!r} on qubits {qubits} cannot be compiled to a torch executor "
+                f"{spec.name}: instruction {op.name!r} on qubits {qubits} cannot be compiled to a torch "
+                f"executor "
                 "(only unitary gates are supported)"
             )
         if not any(isinstance(p, ParameterExpression) for p in op.params):
             try:
                 ops.append(GateOp(op.name, qubits, matrix=np.array(op.to_matrix(), dtype=complex)))
             except Exception as err:  # noqa: BLE001 - qiskit raises several types for gates without a matrix
-                raise UnsupportedInstructionError(f"{spec.name}: gate {op.name!r} has no matrix: {err}") from err
+                raise UnsupportedInstructionError(
+                    f"{spec.name}: gate {op.name!r} has no matrix: {err}"
+                ) from err
             continue
         basis = trig_basis(op.name, len(op.params))
         slots = tuple(range(len(exprs), len(exprs) + len(op.params)))
@@ -196,12 +217,15 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
     )
 
 
-def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
+def apply_gate(
+    state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int
+) -> torch.Tensor:
     """Apply a k-qubit gate to a batch of statevectors.
 
     Args:
         state: ``(B, 2**num_wires)`` complex, Qiskit little-endian (qubit q is bit q of the index).
-        matrix: ``(d, d)`` or ``(B, d, d)``, ``d = 2**k``, in Qiskit's qarg order (``qubits[0]`` least significant).
+        matrix: ``(d, d)`` or ``(B, d, d)``, ``d = 2**k``, in Qiskit's qarg order (``qubits[0]`` least
+        significant).
         qubits: The k target wires.
         num_wires: Total wires.
 
@@ -209,7 +233,9 @@ def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...
         The new state, ``(B, 2**num_wires)``.
     """
     b, k = state.shape[0], len(qubits)
-    axes = [1 + num_wires - 1 - q for q in reversed(qubits)]  # tensor axis of each qubit, most significant first
+    axes = [
+        1 + num_wires - 1 - q for q in reversed(qubits)
+    ]  # tensor axis of each qubit, most significant first
     psi = state.reshape((b,) + (2,) * num_wires)
     rest = [a for a in range(1, num_wires + 1) if a not in axes]
     psi = psi.permute([0] + rest + axes).reshape(b, -1, 2**k)  # (B, R, d)
@@ -221,9 +247,12 @@ def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...
     return psi.reshape((b,) + (2,) * num_wires).permute(*inverse.tolist()).reshape(b, -1)
 
 
-# ---------------------------------------------------------------------------------------------- execution plans
-# A plan regroups the compiled ops for fast simulation: single-wire gates before any multi-wire gate on their wire
-# fold into a product state; constant permutation-with-phase gates (X, CX, SWAP, CZ, S, T...) compose into one index
+# ---------------------------------------------------------------------------------------------- execution
+# plans
+# A plan regroups the compiled ops for fast simulation: single-wire gates before any multi-wire gate on
+# their wire
+# fold into a product state; constant permutation-with-phase gates (X, CX, SWAP, CZ, S, T...) compose into
+# one index
 # gather; every other gate is split into control wires and a target block, and gates with the same targets and
 # controls that commute past everything in between fuse into one per-token matrix.
 
@@ -250,7 +279,9 @@ class BlockGate:
         if self.freqs is None:
             m = c[:1]  # (1, d, d)
         else:
-            theta = angles[:, list(self.slots)] if self.token_dependent else angles[:1, list(self.slots)]  # (R|1, p)
+            theta = (
+                angles[:, list(self.slots)] if self.token_dependent else angles[:1, list(self.slots)]
+            )  # (R|1, p)
             k = torch.as_tensor(self.freqs, dtype=theta.dtype, device=dev)  # (T, p)
             phase = torch.polar(torch.ones_like(theta[:, :1]), theta @ k.T / 2)  # (R|1, T)
             m = torch.einsum("rt,tij->rij", phase.to(cdtype), c)  # (R|1, d, d)
@@ -296,7 +327,8 @@ class CircuitPlan:
         """Evaluate (with autograd) the prefix single-wire states and the fused step matrices.
 
         Returns:
-            ``prefix`` of shape ``(R|1, N, 2)`` and one ``(R|1, d, d)`` tensor per step (None for permutations).
+            ``prefix`` of shape ``(R|1, N, 2)`` and one ``(R|1, d, d)`` tensor per step (None for
+            permutations).
         """
         e0 = torch.tensor([[1.0, 0.0]], dtype=cdtype, device=angles.device)  # (1, 2)
         states = []
@@ -396,10 +428,13 @@ def build_plan(
             touched.update(qs)
             continue
         controls, targets, coeffs = _split_controls(op, set(masks))
-        bad = [q for q in targets if q not in plan_index] + [q for q in controls if q not in plan_index | masks]
+        bad = [q for q in targets if q not in plan_index] + [
+            q for q in controls if q not in plan_index | masks
+        ]
         if bad:
             raise ValueError(
-                f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as a "
+                f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as "
+                f"a "
                 "control, but they are not simulated"
             )
         freqs = None if op.basis is None else op.basis.freqs

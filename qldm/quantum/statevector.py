@@ -1,15 +1,20 @@
 """Exact batched statevector simulation in torch with adjoint differentiation.
 
-The spec's Qiskit instructions are compiled (:mod:`qldm.quantum.compile`) into a plan: a product state from the
-single-wire gates that come first (the encoding, the ancillas' Hadamards), gathers for constant permutation gates
-(the CNOT ring), and fused per-token matrices for everything else, applied only to the control-is-1 slice of the
+The spec's Qiskit instructions are compiled (:mod:`qldm.quantum.compile`) into a plan: a product state from
+the
+single-wire gates that come first (the encoding, the ancillas' Hadamards), gathers for constant permutation
+gates
+(the CNOT ring), and fused per-token matrices for everything else, applied only to the control-is-1 slice
+of the
 state for controlled gates.
 
 Gradients use adjoint differentiation (Jones & Gacon, arXiv:2009.02823): the forward pass keeps no graph; the
 backward pass walks the steps in reverse, un-applying each unitary to the state ``psi`` and to the co-state
 ``lambda = sum_k g_k O_k psi``, and reads the gradient of each step matrix ``M`` from the reduced matrix
-``G_ij = sum_rest conj(lambda_i) psi_j``. Memory is a few states per chunk of tokens, independent of depth. The step
-matrices and prefix states are small per-token tensors built from the gate angles with ordinary autograd, so torch
+``G_ij = sum_rest conj(lambda_i) psi_j``. Memory is a few states per chunk of tokens, independent of depth.
+The step
+matrices and prefix states are small per-token tensors built from the gate angles with ordinary autograd,
+so torch
 carries ``atan`` encodings, trig-basis derivatives and weight broadcasting.
 """
 
@@ -32,7 +37,8 @@ _LETTERS = string.ascii_letters
 
 
 class PlanEngine:
-    """Runs a :class:`CircuitPlan` on batches of statevectors ``(R, 2**N)`` and differentiates it by adjoint."""
+    """Runs a :class:`CircuitPlan` on batches of statevectors ``(R, 2**N)`` and differentiates it by
+    adjoint."""
 
     def __init__(self, plan: CircuitPlan, readout: PauliReadout) -> None:
         self.plan, self.readout, self.n = plan, readout, plan.num_wires
@@ -58,7 +64,8 @@ class PlanEngine:
         return t, axes
 
     def _apply(self, state: torch.Tensor, step: MatStep, m: torch.Tensor, adjoint: bool) -> None:
-        """In place: ``state <- M state`` (or ``M^dagger``) on the step's targets, where all controls are 1."""
+        """In place: ``state <- M state`` (or ``M^dagger``) on the step's targets, where all controls are
+        1."""
         if adjoint:
             m = m.conj().transpose(-1, -2)
         sub, axes = self._slice(state, step)
@@ -87,7 +94,8 @@ class PlanEngine:
         return f"{lead}{outs}{''.join(ins)},{''.join(letters)}->{''.join(res)}"
 
     def _reduced(self, psi: torch.Tensor, lam: torch.Tensor, step: MatStep, batched: bool) -> torch.Tensor:
-        """``G[r, i, j] = sum_rest conj(lam[r, i, rest]) psi[r, j, rest]`` over the control slice: (R|1, d, d)."""
+        """``G[r, i, j] = sum_rest conj(lam[r, i, rest]) psi[r, j, rest]`` over the control slice: (R|1, d,
+        d)."""
         p, axes = self._slice(psi, step)
         lm, _ = self._slice(lam, step)
         k, ndim = len(axes), p.dim()
@@ -151,7 +159,8 @@ class PlanEngine:
         return gp, grads
 
     def _prefix_overlaps(self, lam: torch.Tensor, pc: torch.Tensor) -> torch.Tensor:
-        """``u[r, q, i] = sum_rest lam[r, i at q, rest] prod_{p != q} pc[r, p, rest_p]`` by recursive halving."""
+        """``u[r, q, i] = sum_rest lam[r, i at q, rest] prod_{p != q} pc[r, p, rest_p]`` by recursive
+        halving."""
         out: list[torch.Tensor | None] = [None] * self.n
 
         def kron(lo: int, hi: int) -> torch.Tensor:  # (R|1, 2**(hi-lo)) product over wires [lo, hi)
@@ -233,10 +242,12 @@ class StatevectorExecutor(Executor):
     Args:
         dtype: ``torch.float32`` (default) or ``torch.float64``; amplitudes use the matching complex type.
         device: Torch device for the simulation; ``None`` follows the inputs.
-        chunk_size: Tokens simulated at once; ``None`` picks ``2**22 / 2**num_wires`` (about 32 MiB of complex64
+        chunk_size: Tokens simulated at once; ``None`` picks ``2**22 / 2**num_wires`` (about 32 MiB of
+        complex64
             amplitudes per state). Peak memory is about 4 states of a chunk plus the cached final states.
         max_wires: Refuse circuits wider than this (a statevector of 2**30 amplitudes does not fit).
-        cache_bytes: Keep the final states of all chunks for the backward pass while they fit in this many bytes;
+        cache_bytes: Keep the final states of all chunks for the backward pass while they fit in this many
+        bytes;
             beyond it, the backward pass recomputes each chunk's forward instead.
 
     Raises:
@@ -283,7 +294,8 @@ class _StatevectorProgram:
         self.chunk_size = executor.chunk_size or max(1, 2**22 >> plan.num_wires)
 
     def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``inputs (B, n_in), weights (n_w,) -> (B, n_obs)`` in the executor's dtype, on the inputs' device."""
+        """``inputs (B, n_in), weights (n_w,) -> (B, n_obs)`` in the executor's dtype, on the inputs'
+        device."""
         check_inputs(self.spec, inputs, weights)
         dev = self.executor.device or inputs.device
         x = inputs.to(device=dev, dtype=self.executor.dtype)  # (B, n_in)
