@@ -45,7 +45,8 @@ from qiskit.circuit.library import RXGate, RYGate, RZGate
 from qiskit.primitives import BaseEstimatorV2
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.compile import UnsupportedInstructionError, _angle_function
+from qldm.quantum.angles import angle_function
+from qldm.quantum.compile import UnsupportedInstructionError
 from qldm.quantum.executor import Executor, check_inputs
 
 __all__ = ["AerExecutor", "AER_SAFE_BASIS", "decompose_for_aer", "resolve_aer_device"]
@@ -216,7 +217,7 @@ class _PubProgram:
         if list(circuit.parameters) != list(g):  # PUB values bind in circuit.parameters order (pitfall 3)
             raise RuntimeError("gate-angle parameters are not in index order; PUB binding would be wrong")
         self.circuit, self.num_angles = circuit, len(exprs)
-        self.angle_fn = _angle_function(exprs, spec)  # torch (B, n_in), (n_w,) -> (B, A), differentiable
+        self.angle_fn = angle_function(exprs, spec)  # torch (B, n_in), (n_w,) -> (B, A), differentiable
         self.observables = [[obs] for obs in spec.observables]  # (n_obs, 1): broadcasts against bindings
 
     def expectations(self, angles: np.ndarray) -> np.ndarray:

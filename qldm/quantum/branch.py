@@ -23,9 +23,10 @@ import torch
 from qiskit.quantum_info import PauliList, SparsePauliOp
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.compile import build_plan, compile_spec
+from qldm.quantum.compile import compile_spec
 from qldm.quantum.executor import Executor, check_inputs
 from qldm.quantum.observables import PauliReadout
+from qldm.quantum.plan import build_plan
 from qldm.quantum.statevector import _COMPLEX, PlanEngine, run_plan
 
 __all__ = ["BranchExecutor"]

@@ -69,7 +69,8 @@ class QuantumLayer(nn.Module):
         """
         if x.dim() == 0 or x.shape[-1] != self.spec.num_inputs:
             raise ValueError(
-                f"QuantumLayer({self.spec.name}) expects last dimension {self.spec.num_inputs}, got shape {tuple(x.shape)}"
+                f"QuantumLayer({self.spec.name}) expects last dimension {self.spec.num_inputs}, "
+                f"got shape {tuple(x.shape)}"
             )
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.spec.num_inputs)  # (B, n_in)

@@ -26,9 +26,10 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.compile import CircuitPlan, MatStep, build_plan, compile_spec
+from qldm.quantum.compile import compile_spec
 from qldm.quantum.executor import Executor, check_inputs
 from qldm.quantum.observables import PauliReadout
+from qldm.quantum.plan import CircuitPlan, MatStep, build_plan
 
 __all__ = ["StatevectorExecutor", "PlanEngine", "run_plan"]
 
