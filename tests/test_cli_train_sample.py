@@ -89,9 +89,7 @@ def test_sample_from_run_and_from_checkpoint(run_dir, tmp_path):
     assert grid.shape[0] > 64 and grid.shape[1] > 64
     # same seed -> same images
     assert main([*args[:-1], str(tmp_path / "s2")]) == 0
-    assert np.array_equal(
-        np.asarray(Image.open(out / "grid.png")), np.asarray(Image.open(tmp_path / "s2/grid.png"))
-    )
+    assert np.array_equal(np.asarray(Image.open(out / "grid.png")), np.asarray(Image.open(tmp_path / "s2/grid.png")))
     # a training checkpoint (EMA weights) samples too, with another executor
     ckpt = sorted((run_dir / "checkpoints").iterdir())[-1]
     assert (
@@ -174,9 +172,7 @@ def test_sample_runs_the_bottleneck_on_a_backend_for_chosen_steps(run_dir, tmp_p
     exact = np.asarray(Image.open(tmp_path / "exact" / "images" / "p00-000.png"), float)
     shots = np.asarray(Image.open(tmp_path / "hw" / "images" / "p00-000.png"), float)
     assert exact.shape == shots.shape
-    assert (
-        0 < np.abs(exact - shots).mean() < 40
-    )  # shot noise in the bottleneck at every step: close, not equal
+    assert 0 < np.abs(exact - shots).mean() < 40  # shot noise in the bottleneck at every step: close, not equal
 
 
 def test_train_vae_then_train_reuses_the_stage1_vae(tmp_path):

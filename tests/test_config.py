@@ -59,9 +59,7 @@ def test_overrides_parse_each_type():
             "name=mine",
         ],
     )
-    assert (
-        cfg.train.epochs == 3 and cfg.train.lr_quantum == 2.5e-3 and cfg.train.gradient_checkpointing is True
-    )
+    assert cfg.train.epochs == 3 and cfg.train.lr_quantum == 2.5e-3 and cfg.train.gradient_checkpointing is True
     assert cfg.train.mixed_precision == "bf16" and cfg.train.max_steps is None and cfg.data.limit == 100
     assert cfg.data.holdout == ("blue/long", "pink/bob") and cfg.model.n_qubits == 2
     assert cfg.model.unet_block_channels == (32, 64) and cfg.sample.prompts == ("anime face",)

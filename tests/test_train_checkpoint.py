@@ -65,9 +65,7 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
         _save(tmp_path, 2, model, opt, sched, ema, gen)
     monkeypatch.undo()
     assert latest_checkpoint(tmp_path) == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "step-00000001"
-    ]  # no partial step-2, no temp folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000001"]  # no partial step-2, no temp folder
     assert sorted(p.name for p in first.iterdir()) == files
 
     # a hard kill (no cleanup) leaves a temp folder: never taken for a checkpoint, and the next save clears it

@@ -64,9 +64,7 @@ def test_resume_mid_epoch_matches_uninterrupted(tmp_path):
     full = train(cfg, tmp_path / "full", show_progress=False, export=False, samples=False)
     assert full.steps == 12
 
-    def kill(
-        pos, loss
-    ):  # the process dies after step 5 (epoch 1, batch 5 of 6); the last checkpoint is step 4
+    def kill(pos, loss):  # the process dies after step 5 (epoch 1, batch 5 of 6); the last checkpoint is step 4
         if pos.step == 5:
             raise _Killed
 

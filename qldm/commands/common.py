@@ -19,9 +19,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, default_preset: str
         default=default_preset,
         help=f"starting preset: tiny | anime64 | paper (default {default_preset})",
     )
-    parser.add_argument(
-        "--config", help="start from a saved run_config.json (or a run directory) instead of a preset"
-    )
+    parser.add_argument("--config", help="start from a saved run_config.json (or a run directory) instead of a preset")
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -16,9 +16,7 @@ from qldm.commands.common import add_config_arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
-    parser.add_argument(
-        "--samples", type=int, default=220, help="generated faces to judge (>= 200 recommended)"
-    )
+    parser.add_argument("--samples", type=int, default=220, help="generated faces to judge (>= 200 recommended)")
     parser.add_argument("--batch", type=int, default=55, help="prompts per sampling batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -81,9 +79,7 @@ def hair_colour_check(pipe, cfg, out_dir, *, n: int, batch: int, show_progress: 
             )
     imgs = np.concatenate(images)  # (n, H, W, 3) in [0, 1]
     sample_s = time.perf_counter() - t0
-    pixels = (
-        torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2) * 2 - 1
-    )  # (n, 3, H, W) in [-1, 1]
+    pixels = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2) * 2 - 1  # (n, 3, H, W) in [-1, 1]
     judged = judge_hair_colour(pixels, attrs)
     hits = [j == a["hair_color"] for j, a in zip(judged, attrs)]
     held = [h for h, a in zip(hits, attrs) if (a["hair_color"], a["hair_style"]) in holdout]
@@ -134,9 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--samples and --batch must be >= 1")
     cfg = resolve_config(args)
     if cfg.data.source != "procedural":
-        raise ValueError(
-            "the demo judges hair colour with the procedural generator's hair mask; use procedural data"
-        )
+        raise ValueError("the demo judges hair colour with the procedural generator's hair mask; use procedural data")
     out = Path(args.out)
     t0 = time.perf_counter()
     result = train(cfg, out, show_progress=not args.no_progress)
@@ -161,8 +155,5 @@ def run(args: argparse.Namespace) -> int:
             f"{record['heldout_correct']}/{record['heldout_n']} ({record['heldout_accuracy']:.1%}, "
             f"p = {record['heldout_p_value']:.2e})"
         )
-    print(
-        f"grid: {out / 'demo_grid.png'}  per-epoch grids: {out / 'samples'}  "
-        f"evolution: {out / 'evolution.png'}"
-    )
+    print(f"grid: {out / 'demo_grid.png'}  per-epoch grids: {out / 'samples'}  evolution: {out / 'evolution.png'}")
     return 0

@@ -9,21 +9,15 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a run directory (uses RUN/pipeline, the final EMA export)")
-    src.add_argument(
-        "--checkpoint", help="a saved pipeline folder or a training checkpoint (checkpoints/step-*)"
-    )
-    parser.add_argument(
-        "--prompt", action="append", default=[], help="prompt (repeatable; default: the run's grid)"
-    )
+    src.add_argument("--checkpoint", help="a saved pipeline folder or a training checkpoint (checkpoints/step-*)")
+    parser.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; default: the run's grid)")
     parser.add_argument("--n", type=int, default=4, help="images per prompt (default 4)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the run's sample.steps)")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
     parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise of the whole batch")
     parser.add_argument("--out", required=True, help="output folder (grid.png, images/*.png)")
-    parser.add_argument(
-        "--quantum-executor", help="executor for the Q-FFN circuits (statevector, tensornet, ...)"
-    )
+    parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits (statevector, tensornet, ...)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -33,16 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the circuit you expect (model.n_qubits, model.n_qubit_layers, model.ancillas, ...); "
         "a checkpoint with a different circuit is an error",
     )
-    hw = parser.add_argument_group(
-        "hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)"
-    )
-    hw.add_argument(
-        "--quantum-backend", help="e.g. fake:FakeTorino, aer-noise:FakeTorino or an IBM device name"
-    )
+    hw = parser.add_argument_group("hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)")
+    hw.add_argument("--quantum-backend", help="e.g. fake:FakeTorino, aer-noise:FakeTorino or an IBM device name")
     hw.add_argument("--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck")
-    hw.add_argument(
-        "--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)"
-    )
+    hw.add_argument("--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)")
     hw.add_argument("--shots", type=int, default=1024, help="shots per circuit evaluation (default 1024)")
     hw.add_argument(
         "--hardware-emulate",
@@ -62,14 +50,10 @@ def _load_pipeline(args: argparse.Namespace):
 
     path = Path(args.run) / "pipeline" if args.run else Path(args.checkpoint)
     if args.run and not path.is_dir():
-        raise FileNotFoundError(
-            f"{args.run} has no pipeline/ (is the run finished? use --checkpoint for a step)"
-        )
+        raise FileNotFoundError(f"{args.run} has no pipeline/ (is the run finished? use --checkpoint for a step)")
     if (path / "model_index.json").is_file():
         return QLDMPipeline.from_pretrained(path), load_config(path)
-    if (
-        path / "ema.safetensors"
-    ).is_file():  # a training checkpoint: rebuild from the run's VAE + EMA weights
+    if (path / "ema.safetensors").is_file():  # a training checkpoint: rebuild from the run's VAE + EMA weights
         from diffusers import AutoencoderKL
         from safetensors.torch import load_file
 
@@ -118,9 +102,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             from hardware.sampling import hardware_step_callback
         except ImportError as err:
-            raise ValueError(
-                f"--quantum-backend needs the hardware package's sampling module ({err})"
-            ) from None
+            raise ValueError(f"--quantum-backend needs the hardware package's sampling module ({err})") from None
         kwargs["on_step_begin"] = hardware_step_callback(
             pipe.unet,
             backend=args.quantum_backend,

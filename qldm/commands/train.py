@@ -9,9 +9,7 @@ from qldm.commands.common import add_config_arguments, resolve_config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--out", required=True, help="run directory (checkpoints, samples, metrics, pipeline)"
-    )
+    parser.add_argument("--out", required=True, help="run directory (checkpoints, samples, metrics, pipeline)")
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -35,13 +33,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(load_config(out), list(args.overrides))
     else:
         cfg = resolve_config(args)
-    result = train(
-        cfg, out, resume=args.resume, show_progress=not args.no_progress, samples=not args.no_samples
-    )
-    print(
-        f"trained {result.steps} steps (last loss {result.last_loss:.4f}, "
-        f"{result.skipped_steps} skipped) -> {out}"
-    )
+    result = train(cfg, out, resume=args.resume, show_progress=not args.no_progress, samples=not args.no_samples)
+    print(f"trained {result.steps} steps (last loss {result.last_loss:.4f}, {result.skipped_steps} skipped) -> {out}")
     if result.pipeline_dir is not None:
         print(f"pipeline: {result.pipeline_dir}")
     return 0

@@ -30,9 +30,6 @@ def run(args: argparse.Namespace) -> int:
     _, cfg = load_or_train_vae(cfg, dataset, out, show_progress=not args.no_progress, log=logger.log)
     logger.close()
     save_config(cfg, out / "run_config.json")
-    print(
-        f"VAE -> {out / 'vae'}  latent_scale={cfg.model.latent_scale:.5f} "
-        f"(stored in {out / 'run_config.json'})"
-    )
+    print(f"VAE -> {out / 'vae'}  latent_scale={cfg.model.latent_scale:.5f} (stored in {out / 'run_config.json'})")
     print(f"continue with: qldm train --config {out / 'run_config.json'} --out {out}")
     return 0

@@ -33,9 +33,7 @@ def load_dataset(data: DataConfig):
 
     if data.source == "procedural":
         n = data.limit or 2000
-        return ProceduralFaces(
-            n, image_size=data.image_size, seed=data.seed, exclude_combos=_holdout_pairs(data)
-        )
+        return ProceduralFaces(n, image_size=data.image_size, seed=data.seed, exclude_combos=_holdout_pairs(data))
     if data.holdout:
         raise ValueError(f"data.holdout only applies to procedural data, not source {data.source!r}")
     ds = build_dataset(
@@ -127,7 +125,5 @@ def gate_values(unet: torch.nn.Module) -> dict[str, float]:
     from qldm.qffn import QuantumFeedForward
 
     return {
-        f"gate/{name}": float(m.gate.detach())
-        for name, m in unet.named_modules()
-        if isinstance(m, QuantumFeedForward)
+        f"gate/{name}": float(m.gate.detach()) for name, m in unet.named_modules() if isinstance(m, QuantumFeedForward)
     }

@@ -178,13 +178,9 @@ def train(
     if resume and latest is None:
         raise ValueError(f"--resume: no checkpoint under {ckpt_root}")
     if not resume and latest is not None:
-        raise ValueError(
-            f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out"
-        )
+        raise ValueError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
     if cfg.model.train_text_encoder:
-        raise ValueError(
-            "model.train_text_encoder=True is not supported by this trainer (caption states are cached)"
-        )
+        raise ValueError("model.train_text_encoder=True is not supported by this trainer (caption states are cached)")
     t = cfg.train
     accelerator = Accelerator(mixed_precision=t.mixed_precision)
     main = accelerator.is_main_process
@@ -208,9 +204,7 @@ def train(
     n, world = latents.shape[0], accelerator.num_processes
     per_epoch = n // (t.batch_size * world)
     if per_epoch < 1:
-        raise ValueError(
-            f"data set of {n} images is smaller than one batch of {t.batch_size} x {world} processes"
-        )
+        raise ValueError(f"data set of {n} images is smaller than one batch of {t.batch_size} x {world} processes")
     total = min(t.max_steps or per_epoch * t.epochs, per_epoch * t.epochs)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, min(t.warmup_steps, total // 2), total)
     ema = EMAModel(unet.parameters(), decay=t.ema_decay)
@@ -298,9 +292,7 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.4f}")
             if log and (step % t.log_every == 0 or not grad_ok):
-                record.update(
-                    {f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}, **gate_values(raw)
-                )
+                record.update({f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}, **gate_values(raw))
                 log(record)
             pos = Position(step=step, epoch=epoch, batch=b + 1)
             if t.checkpoint_every and step % t.checkpoint_every == 0:

@@ -31,9 +31,7 @@ class MetricsLogger:
         resume_step: If given, truncate records with ``step > resume_step`` (a resumed run replays those).
     """
 
-    def __init__(
-        self, run_dir: str | os.PathLike, *, tensorboard: bool = True, resume_step: int | None = None
-    ):
+    def __init__(self, run_dir: str | os.PathLike, *, tensorboard: bool = True, resume_step: int | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
@@ -81,9 +79,7 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, *, nrow: int, pad: in
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), 255, np.uint8)
     for i, img in enumerate(imgs):
         r, c = divmod(i, nrow)
-        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = (
-            img
-        )
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)

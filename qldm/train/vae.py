@@ -119,9 +119,7 @@ def load_or_train_vae(
         scale = float(scale_file.read_text())
     else:  # pretrained VAE: measure on this data set, once
         pixels_for_scale = (
-            _pixels(dataset)
-            if len(dataset) <= 512
-            else torch.stack([dataset[i]["pixel_values"] for i in range(512)])
+            _pixels(dataset) if len(dataset) <= 512 else torch.stack([dataset[i]["pixel_values"] for i in range(512)])
         )
         with torch.no_grad():
             scale = float(measure_latent_scale(vae, pixels_for_scale))
