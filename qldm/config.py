@@ -257,6 +257,7 @@ def _paper() -> RunConfig:
             image_size=128,
             vae_block_channels=(64, 128, 256, 256),
             unet_block_channels=(128, 256, 512, 1024),
+            layers_per_block=2,  # 2 down + 3 up per level: 4 + 1 (mid) + 6 = 11 transformer blocks, as the original
             attention_levels=(1, 2),
             attention_head_dim=64,
             text_dim=512,

@@ -92,3 +92,11 @@ def test_invalid_specs_raise():
         BranchExecutor().compile(qffn_circuit(3, ancillas="none"))
     with pytest.raises(ValueError, match="samples"):
         BranchExecutor(samples=0)
+
+
+def test_branch_refuses_a_data_register_too_wide_for_a_statevector():
+    from circuits import qffn_circuit
+    from qldm.quantum.branch import BranchExecutor
+
+    with pytest.raises(ValueError, match="32 data qubits exceed"):
+        BranchExecutor().compile(qffn_circuit(32))

@@ -60,6 +60,7 @@ class BranchExecutor(Executor):
         chunk_size: int | None = None,
         exact_if_at_most: int = 0,
         cache_bytes: int = 256 * 2**20,
+        max_data_qubits: int = 24,
     ) -> None:
         if int(samples) < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -69,6 +70,7 @@ class BranchExecutor(Executor):
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.samples, self.dtype, self.device, self.chunk_size = int(samples), dtype, device, chunk_size
         self.exact_if_at_most, self.cache_bytes = int(exact_if_at_most), int(cache_bytes)
+        self.max_data_qubits = int(max_data_qubits)
 
     def describe(self) -> dict:
         return {
@@ -81,7 +83,12 @@ class BranchExecutor(Executor):
 
     def compile(self, spec: CircuitSpec) -> _BranchProgram:
         """Raises: ValueError if the spec's ancillas are not control-only ``|+>`` wires (see module
-        docstring)."""
+        docstring), or if the data register is too wide for a statevector."""
+        if len(spec.data_qubits) > self.max_data_qubits:
+            raise ValueError(
+                f"{spec.name}: {len(spec.data_qubits)} data qubits exceed the branch executor's statevector limit "
+                f"of {self.max_data_qubits} (each branch simulates 2**n amplitudes); use the 'tensornet' executor"
+            )
         return _BranchProgram(spec, self)
 
 
