@@ -17,29 +17,19 @@ def _ints(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap: no heavy imports)."""
-    parser.add_argument(
-        "--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn"
-    )
+    parser.add_argument("--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn")
     parser.add_argument("--qubits", type=_ints, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
     parser.add_argument("--layers", type=_ints, default=[5, 50], help="layer counts, e.g. 5,50,500")
     parser.add_argument("--samples", type=int, default=100, help="random circuits per point")
     parser.add_argument("--observable", default="z0z1", choices=["z0z1", "global", "local"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pooled", action="store_true", help="also the variance pooled over all parameters")
-    parser.add_argument(
-        "--branches", type=int, default=8, help="sampled ancilla patterns per circuit past reach"
-    )
+    parser.add_argument("--branches", type=int, default=8, help="sampled ancilla patterns per circuit past reach")
     parser.add_argument("--max-exact-wires", type=int, default=20, help="widest exact statevector")
-    parser.add_argument(
-        "--memory-gb", type=float, default=1.0, help="autograd state budget before shift rule"
-    )
+    parser.add_argument("--memory-gb", type=float, default=1.0, help="autograd state budget before shift rule")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
-    parser.add_argument(
-        "--budget-s", type=float, default=None, help="stop starting new points after this time"
-    )
-    parser.add_argument(
-        "--noise", default=None, help="fake:<FakeName> device noise model (Aer density matrix)"
-    )
+    parser.add_argument("--budget-s", type=float, default=None, help="stop starting new points after this time")
+    parser.add_argument("--noise", default=None, help="fake:<FakeName> device noise model (Aer density matrix)")
     parser.add_argument("--out", default="bp_result.json", help="result JSON; the PNG goes next to it")
     parser.add_argument("--resume", action="store_true", help="continue the points of an existing --out file")
 
@@ -92,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
         max_exact_wires=args.max_exact_wires,
         memory_bytes=int(args.memory_gb * 2**30),
     )
-    skipped = run_study(
-        result, configs, n_boot=args.bootstrap, noise=args.noise, budget_s=args.budget_s, out=out
-    )
+    skipped = run_study(result, configs, n_boot=args.bootstrap, noise=args.noise, budget_s=args.budget_s, out=out)
     png = out.with_suffix(".png")
     title = f"Gradient variance, O={args.observable}" + (f", noise {args.noise}" if args.noise else "")
     plot_variance(result, png, title=title)

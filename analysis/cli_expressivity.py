@@ -29,23 +29,15 @@ def _words(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap)."""
     parser.add_argument("--qubits", type=_ints, default=[2, 4, 6, 8], help="data qubit counts")
-    parser.add_argument(
-        "--ancillas", type=_words, default=["none", "per-qubit"], help="none, per-qubit, shared"
-    )
-    parser.add_argument(
-        "--readout", type=_words, default=["ring", "local"], help="ring (original) and/or local"
-    )
+    parser.add_argument("--ancillas", type=_words, default=["none", "per-qubit"], help="none, per-qubit, shared")
+    parser.add_argument("--readout", type=_words, default=["ring", "local"], help="ring (original) and/or local")
     parser.add_argument("--layers", type=_ints, default=[2], help="circuit layers")
     parser.add_argument("--init", type=_words, default=["uniform", "small"], help="uniform and/or small")
     parser.add_argument("--inputs", type=int, default=64, help="inputs x ~ N(0,1) per weight draw")
     parser.add_argument("--weight-draws", type=int, default=3)
-    parser.add_argument(
-        "--max-exact-wires", type=int, default=12, help="statevector up to here, then tensornet"
-    )
+    parser.add_argument("--max-exact-wires", type=int, default=12, help="statevector up to here, then tensornet")
     parser.add_argument("--sim-qubits", type=int, default=6, help="n for the Schmidt-rank study (2n wires)")
-    parser.add_argument(
-        "--sim-layers", type=_ints, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study"
-    )
+    parser.add_argument("--sim-layers", type=_ints, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="expressivity.json", help="JSON; PNGs go next to it")
 

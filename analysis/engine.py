@@ -79,9 +79,7 @@ class SkeletonBatch:
         first = specs[0]
         for s in specs:
             if s.num_inputs or s.num_outputs != 1:
-                raise ValueError(
-                    f"{s.name}: SkeletonBatch needs specs without inputs and with one observable"
-                )
+                raise ValueError(f"{s.name}: SkeletonBatch needs specs without inputs and with one observable")
             if len(s.circuit.data) != len(first.circuit.data) or s.num_qubits != first.num_qubits:
                 raise ValueError(f"{s.name}: skeleton differs from {first.name}")
         if branch:
@@ -174,9 +172,7 @@ class SkeletonBatch:
             ValueError: On wrong shapes or a missing/extra ``patterns`` argument.
         """
         if angles.shape != (self.batch, self.num_weights):
-            raise ValueError(
-                f"angles must have shape ({self.batch}, {self.num_weights}), got {tuple(angles.shape)}"
-            )
+            raise ValueError(f"angles must have shape ({self.batch}, {self.num_weights}), got {tuple(angles.shape)}")
         if self.branch != (patterns is not None):
             raise ValueError("patterns are required in branch mode and only there")
         cdtype = torch.complex128
@@ -193,9 +189,7 @@ class SkeletonBatch:
             if step.control >= 0:
                 on = patterns[:, step.control].to(cdtype).view(-1, 1, 1)  # (B, 1, 1)
                 eye = torch.eye(2, dtype=cdtype)
-                mat = (
-                    on * mat + (1 - on) * eye
-                )  # (B, 2, 2): target block if the control bit is on, else identity
+                mat = on * mat + (1 - on) * eye  # (B, 2, 2): target block if the control bit is on, else identity
                 qubits = qubits[1:]
             state = apply_gate(state, mat, qubits, self.num_wires)  # (B, 2**N)
         return self.readout(state)[:, 0]  # (B,)

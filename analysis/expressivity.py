@@ -101,9 +101,7 @@ def sensitivity(
         out = layer(x)  # (inputs, n)
         spreads.append(out.detach().std(0).numpy())
         norms = []
-        for i in range(
-            n_qubits
-        ):  # one backward per output: rows are independent, so grad of the sum is per row
+        for i in range(n_qubits):  # one backward per output: rows are independent, so grad of the sum is per row
             (g,) = torch.autograd.grad(out[:, i].sum(), x, retain_graph=i < n_qubits - 1)
             norms.append(g.norm(dim=1).mean().item())
         grads.append(norms)
@@ -132,14 +130,10 @@ def sensitivity_sweep(
     """:func:`sensitivity` for every combination (``kw`` passes ``inputs``, ``weight_draws``, ``seed``...)."""
     from tqdm import tqdm
 
-    combos = [
-        (a, r, L, i, n) for a in ancillas for r in readouts for L in layers for i in inits for n in qubits
-    ]
+    combos = [(a, r, L, i, n) for a in ancillas for r in readouts for L in layers for i in inits for n in qubits]
     return [
         sensitivity(n, n_layers=L, ancillas=a, readout=r, init=i, **kw)
-        for a, r, L, i, n in tqdm(
-            combos, desc="sensitivity", unit="cfg", disable=not kw.pop("progress", True)
-        )
+        for a, r, L, i, n in tqdm(combos, desc="sensitivity", unit="cfg", disable=not kw.pop("progress", True))
     ]
 
 
@@ -154,9 +148,7 @@ def schmidt_rank(state: np.ndarray, left: list[int], num_wires: int, tol: float 
     return int((s > tol * s[0]).sum())
 
 
-def simulability(
-    n_qubits: int, layers: list[int], *, ancillas: str = "per-qubit", seed: int = 0
-) -> list[dict]:
+def simulability(n_qubits: int, layers: list[int], *, ancillas: str = "per-qubit", seed: int = 0) -> list[dict]:
     """Bond dimension of the Q-FFN state against layers.
 
     For each L, the exact state at random inputs and weights (Qiskit ``Statevector``), and its Schmidt rank
@@ -177,9 +169,7 @@ def simulability(
         bound = spec.bind(rng.standard_normal(spec.num_inputs), rng.uniform(0, 2 * np.pi, spec.num_weights))
         sv = Statevector(bound).data
         half = n_qubits // 2
-        left = list(range(half)) + [
-            q for q in spec.ancilla_qubits if q - n_qubits < half and ancillas == "per-qubit"
-        ]
+        left = list(range(half)) + [q for q in spec.ancilla_qubits if q - n_qubits < half and ancillas == "per-qubit"]
         out.append(
             {
                 "n_layers": L,

@@ -108,9 +108,7 @@ def plot_feature_maps(blocks: list[BlockFeatures], path=None):
                 ax.axis("off")
                 if i < maps.shape[0]:
                     ax.imshow(maps[i], cmap="viridis")
-                    ax.set_title(
-                        f"{tag} ch{i}" + (f"\n{blk.name[-28:]}" if i == 0 and row == 0 else ""), fontsize=6
-                    )
+                    ax.set_title(f"{tag} ch{i}" + (f"\n{blk.name[-28:]}" if i == 0 and row == 0 else ""), fontsize=6)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)

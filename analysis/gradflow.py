@@ -76,9 +76,7 @@ class GradFlowRecorder:
             rs = [r for r in self.rows if r["block"] == block]
             steps = [r["step"] for r in rs]
             for comp, style in (("quantum", "-"), ("classical", "--"), ("gate", ":")):
-                ax1.semilogy(
-                    steps, [max(r[comp], 1e-30) for r in rs], style, color=f"C{i}", label=f"{comp} b{i}"
-                )
+                ax1.semilogy(steps, [max(r[comp], 1e-30) for r in rs], style, color=f"C{i}", label=f"{comp} b{i}")
             ax2.plot(steps, [r["lam"] for r in rs], color=f"C{i}", label=block[-30:])
         ax1.set_xlabel("step")
         ax1.set_title("grad norms (- quantum, -- classical FFN, : lambda)", fontsize=9)
@@ -119,9 +117,7 @@ def synthetic_latents(batch: int, *, size: int = 8, channels: int = 4, seed: int
     return torch.sin(2 * np.pi * (freq[..., :1, None] * xx + freq[..., 1:, None] * yy) / size + phase)
 
 
-def train_steps(
-    model, cfg, *, steps: int = 10, batch: int = 4, lr: float = 1e-3, seed: int = 0
-) -> GradFlowRecorder:
+def train_steps(model, cfg, *, steps: int = 10, batch: int = 4, lr: float = 1e-3, seed: int = 0) -> GradFlowRecorder:
     """Train ``model`` for ``steps`` AdamW steps on :func:`synthetic_latents`, recording the gradient flow.
 
     The three groups of ``model.parameter_groups()`` share ``lr`` here (so lambda visibly moves); the

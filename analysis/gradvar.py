@@ -87,9 +87,7 @@ class PointConfig:
     @property
     def key(self) -> str:
         """Identity of the point inside a result file (for ``--resume``)."""
-        return (
-            f"{self.design}|n{self.n_qubits}|L{self.n_layers}|{self.observable}|N{self.samples}|s{self.seed}"
-        )
+        return f"{self.design}|n{self.n_qubits}|L{self.n_layers}|{self.observable}|N{self.samples}|s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -158,16 +156,13 @@ def sample_gradients(cfg: PointConfig) -> GradientSamples:
         return _qffn_samples(cfg, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=cfg.samples)]
     specs = [
-        bp_circuit(cfg.n_qubits, cfg.n_layers, ancillas=cfg.design, observable=cfg.observable, seed=s)
-        for s in seeds
+        bp_circuit(cfg.n_qubits, cfg.n_layers, ancillas=cfg.design, observable=cfg.observable, seed=s) for s in seeds
     ]
     angles = rng.uniform(0, 2 * np.pi, (cfg.samples, specs[0].num_weights))
     n_anc = len(specs[0].ancilla_qubits)
     branch = specs[0].num_qubits > cfg.max_exact_wires and n_anc > 0
     if branch and 2**n_anc <= cfg.branches:
-        patterns = np.array(
-            [[(p >> j) & 1 for j in range(n_anc)] for p in range(2**n_anc)]
-        )  # enumerate: exact
+        patterns = np.array([[(p >> j) & 1 for j in range(n_anc)] for p in range(2**n_anc)])  # enumerate: exact
         exact = True
     elif branch:
         patterns = None
@@ -227,9 +222,7 @@ def _branch_variance(g: np.ndarray) -> float:
     return float(np.var(g.mean(1), ddof=1) - np.var(g, axis=1, ddof=1).mean() / k)
 
 
-def variance_ci(
-    g: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
+def variance_ci(g: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Variance over samples with a percentile bootstrap interval (resampling whole circuits).
 
     Args:
@@ -255,9 +248,7 @@ def variance_ci(
     return _branch_variance(g), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
 
 
-def fit_slope(
-    n: np.ndarray, var: np.ndarray, low: np.ndarray, high: np.ndarray
-) -> tuple[float, float, float] | None:
+def fit_slope(n: np.ndarray, var: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[float, float, float] | None:
     """Weighted least-squares fit of ``ln Var = a + slope * n``.
 
     Each point's weight is ``1 / sigma**2`` with ``sigma = (ln high - ln low) / (2 * 1.96)`` from its
@@ -301,9 +292,7 @@ def run_point(cfg: PointConfig, *, n_boot: int = 1000) -> dict:
         "pooled_ci": None,
     }
     if gs.pooled is not None:
-        flat = gs.pooled.transpose(0, 2, 1).reshape(
-            -1, gs.pooled.shape[1]
-        )  # (N*P, K): every parameter a sample
+        flat = gs.pooled.transpose(0, 2, 1).reshape(-1, gs.pooled.shape[1])  # (N*P, K): every parameter a sample
         pv, plo, phi = variance_ci(flat, n_boot=min(n_boot, 200), seed=cfg.seed)
         out["pooled_variance"], out["pooled_ci"] = pv, [plo, phi]
     out["seconds"] = time.perf_counter() - t0

@@ -76,8 +76,7 @@ class NoisyEstimator:
 
         if self.device is not None and spec.num_qubits > self.device.num_qubits:
             raise DeviceTooSmallError(
-                f"{spec.name}: {spec.num_qubits} wires do not fit {self.name} "
-                f"({self.device.num_qubits} qubits)"
+                f"{spec.name}: {spec.num_qubits} wires do not fit {self.name} ({self.device.num_qubits} qubits)"
             )
         circuit = decompose_for_aer(spec.circuit)
         observables = list(spec.observables)

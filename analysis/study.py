@@ -25,20 +25,13 @@ def point_cost(cfg: PointConfig) -> float:
     return cfg.n_layers * n * 2.0**wires
 
 
-def make_configs(
-    designs: Iterable[str], qubits: Iterable[int], layers: Iterable[int], **common
-) -> list[PointConfig]:
+def make_configs(designs: Iterable[str], qubits: Iterable[int], layers: Iterable[int], **common) -> list[PointConfig]:
     """All design x layers x qubits points with shared settings, cheapest first.
 
     Raises:
         ValueError: On a bad design, observable or size (from :class:`PointConfig`).
     """
-    configs = [
-        PointConfig(design=d, n_qubits=n, n_layers=L, **common)
-        for d in designs
-        for L in layers
-        for n in qubits
-    ]
+    configs = [PointConfig(design=d, n_qubits=n, n_layers=L, **common) for d in designs for L in layers for n in qubits]
     return sorted(configs, key=point_cost)
 
 
@@ -145,9 +138,7 @@ def fit_all(result: StudyResult) -> None:
 
 def format_table(result: StudyResult) -> str:
     """The points and fitted slopes as a plain-text table."""
-    lines = [
-        f"{'design':>10} {'L':>4} {'n':>3} {'Var':>10} {'95% CI':>23} {'exact':>6} {'method':>22} {'s':>6}"
-    ]
+    lines = [f"{'design':>10} {'L':>4} {'n':>3} {'Var':>10} {'95% CI':>23} {'exact':>6} {'method':>22} {'s':>6}"]
     for (design, layers), pts in series(result.points).items():
         for p in pts:
             lines.append(
@@ -155,9 +146,7 @@ def format_table(result: StudyResult) -> str:
                 f"[{p['ci_low']:.2e}, {p['ci_high']:.2e}] {('yes' if p['exact'] else 'est'):>6} "
                 f"{p['method'][:22]:>22} {p['seconds']:>6.1f}"
             )
-    lines.append(
-        f"\nfitted slope of ln Var per qubit (reference deep baseline: {REFERENCE_SLOPE:.3f} = -ln 2)"
-    )
+    lines.append(f"\nfitted slope of ln Var per qubit (reference deep baseline: {REFERENCE_SLOPE:.3f} = -ln 2)")
     for key, fit in result.fits.items():
         lines.append(
             f"  {key:>20}: {fit['slope']:+.3f} ± {1.96 * fit['stderr']:.3f} (95%), {fit['n_points']} points "

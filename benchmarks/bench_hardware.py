@@ -143,9 +143,7 @@ def pipeline_effect(pipeline_dir: str, backend: str, shots: int) -> dict:
         ref = pipe(
             prompts, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="np"
         ).images
-        cb = attach_hardware(
-            pipe, f"aer-noise:{backend}", steps="last:5", total_steps=steps, emulate=True, shots=shots
-        )
+        cb = attach_hardware(pipe, f"aer-noise:{backend}", steps="last:5", total_steps=steps, emulate=True, shots=shots)
         hw = pipe(
             prompts,
             num_inference_steps=steps,

@@ -75,8 +75,11 @@ def main() -> None:
         for label, overrides in (("quantum", []), ("classical", ["model.quantum_blocks=none"])):
             r = step_time(preset, overrides, steps=args.steps, warmup=args.warmup, seed=args.seed)
             rows.append({"preset": preset, "model": label, **r})
-            print(f"{preset:>8} {label:>9}: {r['step_s_median'] * 1e3:8.1f} ms/step (batch {r['batch']}, "
-                  f"{r['params'] / 1e6:.2f} M params, Q-FFN {r['quantum_blocks']}, n={r['n_qubits']})", flush=True)
+            print(
+                f"{preset:>8} {label:>9}: {r['step_s_median'] * 1e3:8.1f} ms/step (batch {r['batch']}, "
+                f"{r['params'] / 1e6:.2f} M params, Q-FFN {r['quantum_blocks']}, n={r['n_qubits']})",
+                flush=True,
+            )
     ratios = {}
     for preset in args.presets:
         q = next(r for r in rows if r["preset"] == preset and r["model"] == "quantum")
@@ -87,12 +90,23 @@ def main() -> None:
         q = next(r for r in rows if r["preset"] == preset and r["model"] == "quantum")
         c = next(r for r in rows if r["preset"] == preset and r["model"] == "classical")
         print(f"| {preset} | {q['step_s_median'] * 1e3:.1f} | {c['step_s_median'] * 1e3:.1f} | {ratios[preset]:.2f} |")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out = {
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
-                    "load_avg": os.getloadavg()},
+        "machine": {
+            "cpu": cpu,
+            "cores": os.cpu_count(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "load_avg": os.getloadavg(),
+        },
         "commit": commit,
         "rows": rows,
         "ratio_quantum_over_classical": ratios,

@@ -86,9 +86,7 @@ def branch_circuits(spec: CircuitSpec, pattern: tuple[int, ...]) -> Branch:
     """
     check_eliminable(spec)
     if len(pattern) != len(spec.ancilla_qubits):
-        raise ValueError(
-            f"{spec.name}: pattern of length {len(pattern)}, spec has {len(spec.ancilla_qubits)} ancillas"
-        )
+        raise ValueError(f"{spec.name}: pattern of length {len(pattern)}, spec has {len(spec.ancilla_qubits)} ancillas")
     bit = dict(zip(spec.ancilla_qubits, pattern))
     wire = {q: j for j, q in enumerate(spec.data_qubits)}
     qc = QuantumCircuit(len(spec.data_qubits), name=f"{spec.circuit.name}_b{''.join(map(str, pattern))}")
@@ -107,9 +105,7 @@ def branch_circuits(spec: CircuitSpec, pattern: tuple[int, ...]) -> Branch:
     # spec.data_qubits[j] -> j, as in the circuit above
     if list(spec.data_qubits) != sorted(spec.data_qubits):
         raise ValueError(f"{spec.name}: data qubits must be in increasing wire order")
-    observables = tuple(
-        SparsePauliOp(obs.paulis.delete(drop, qubit=True), obs.coeffs) for obs in spec.observables
-    )
+    observables = tuple(SparsePauliOp(obs.paulis.delete(drop, qubit=True), obs.coeffs) for obs in spec.observables)
     position: dict[Parameter, int] = {p: i for i, p in enumerate(spec.input_params + spec.weight_params)}
     return Branch(tuple(pattern), qc, observables, tuple(position[p] for p in qc.parameters))
 
@@ -126,7 +122,5 @@ def branch_parameter_values(branch: Branch, inputs: np.ndarray, weights: np.ndar
         ``(B, branch.circuit.num_parameters)``.
     """
     inputs = np.asarray(inputs, dtype=float)
-    full = np.concatenate(
-        [inputs, np.broadcast_to(np.asarray(weights, float), (inputs.shape[0], len(weights)))], 1
-    )
+    full = np.concatenate([inputs, np.broadcast_to(np.asarray(weights, float), (inputs.shape[0], len(weights)))], 1)
     return full[:, list(branch.index)]

@@ -79,9 +79,7 @@ def fake_backend_names() -> list[str]:
     import qiskit_ibm_runtime.fake_provider as fp
 
     skip = {"FakeProviderForBackendV2", "FakeProvider", "FakeFractionalBackend"}
-    return sorted(
-        n for n in dir(fp) if n.startswith("Fake") and n not in skip and isinstance(getattr(fp, n), type)
-    )
+    return sorted(n for n in dir(fp) if n.startswith("Fake") and n not in skip and isinstance(getattr(fp, n), type))
 
 
 def _fake_backend(fake_name: str, full_name: str) -> Any:
@@ -89,9 +87,7 @@ def _fake_backend(fake_name: str, full_name: str) -> Any:
 
     names = fake_backend_names()
     if fake_name not in names:
-        raise BackendError(
-            f"unknown fake backend {fake_name!r} in {full_name!r}; available: {', '.join(names)}"
-        )
+        raise BackendError(f"unknown fake backend {fake_name!r} in {full_name!r}; available: {', '.join(names)}")
     return getattr(fp, fake_name)()
 
 
@@ -147,9 +143,7 @@ def resolve_backend(name: str) -> ResolvedBackend:
         CredentialsError: For ``ibm:`` without credentials, or when the service rejects them.
     """
     if not isinstance(name, str) or not name:
-        raise BackendError(
-            f"backend name must be a non-empty string, got {name!r}; valid forms: {VALID_FORMS}"
-        )
+        raise BackendError(f"backend name must be a non-empty string, got {name!r}; valid forms: {VALID_FORMS}")
     kind, _, arg = name.partition(":")
     if kind == "aer" and not arg:
         from qiskit_aer import AerSimulator
@@ -170,9 +164,7 @@ def resolve_backend(name: str) -> ResolvedBackend:
         try:
             device = service.backend(arg)
         except Exception as err:  # noqa: BLE001
-            raise BackendError(
-                f"IBM backend {arg!r} is not available to this account ({type(err).__name__})"
-            ) from None
+            raise BackendError(f"IBM backend {arg!r} is not available to this account ({type(err).__name__})") from None
         return ResolvedBackend(name=name, kind="ibm", backend=device, service=service)
     raise BackendError(
         f"unknown backend {name!r}; valid forms: {', '.join(VALID_FORMS)}; "

@@ -17,9 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="hw_command", metavar="ACTION", required=True)
     p = sub.add_parser("plan", help="PUBs, jobs, shots, 2q depth and modelled QPU time of one image")
     p.add_argument("--backend", required=True, help="aer | aer-noise:<Fake> | fake:<Fake> | ibm:<device>")
-    p.add_argument(
-        "--preset", default="tiny", help="run preset whose model is planned (tiny, anime64, paper)"
-    )
+    p.add_argument("--preset", default="tiny", help="run preset whose model is planned (tiny, anime64, paper)")
     p.add_argument("--n-qubits", type=int, help="override the preset's data qubits")
     p.add_argument("--blocks", choices=["preset", "bottleneck", "all"], default="preset")
     p.add_argument("--steps", default="last:5", help="last:K | all | i,j,...")
@@ -29,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ancilla-elimination", action="store_true")
     p.add_argument("--json", help="also write the plan to this JSON file")
 
-    t = sub.add_parser(
-        "transpile", help="transpile the Q-FFN for a backend; faithful vs ancilla-eliminated table"
-    )
+    t = sub.add_parser("transpile", help="transpile the Q-FFN for a backend; faithful vs ancilla-eliminated table")
     t.add_argument("--backend", required=True)
     t.add_argument("--n-qubits", type=int, default=4)
     t.add_argument("--layers", type=int, default=2)
@@ -94,18 +90,14 @@ def _transpile(args: argparse.Namespace) -> int:
     from hardware.transpile import Transpiler
 
     spec = qffn_circuit(args.n_qubits, args.layers)
-    tr = Transpiler(
-        resolve_backend(args.backend), optimization_level=args.optimization_level, cache_dir=args.cache_dir
-    )
+    tr = Transpiler(resolve_backend(args.backend), optimization_level=args.optimization_level, cache_dir=args.cache_dir)
     rows = [("faithful", tr.transpile(spec).report)]
     if args.ancilla_elimination:
         k = len(spec.ancilla_qubits)
         rows.append(("branch all-on", tr.transpile_branch(spec, (1,) * k)[1].report))
         rows.append(("branch all-off", tr.transpile_branch(spec, (0,) * k)[1].report))
     print(f"{spec.name} on {args.backend}")
-    print(
-        f"{'form':<16}{'qubits':>7}{'depth':>7}{'2q gates':>10}{'2q depth':>10}{'est. fidelity':>15}  layout"
-    )
+    print(f"{'form':<16}{'qubits':>7}{'depth':>7}{'2q gates':>10}{'2q depth':>10}{'est. fidelity':>15}  layout")
     for form, r in rows:
         print(
             f"{form:<16}{r.logical_qubits:>7}{r.depth:>7}{r.two_qubit_gates:>10}{r.two_qubit_depth:>10}"

@@ -123,9 +123,7 @@ def observable_damping(
     return factors, offsets
 
 
-def _branch_spec(
-    spec: CircuitSpec, pattern: tuple[int, ...], transpiler: Transpiler
-) -> tuple[CircuitSpec, list[int]]:
+def _branch_spec(spec: CircuitSpec, pattern: tuple[int, ...], transpiler: Transpiler) -> tuple[CircuitSpec, list[int]]:
     branch, _ = transpiler.transpile_branch(spec, pattern)
     used = set(branch.circuit.parameters)
     weights = tuple(p for p in spec.weight_params if p in used)

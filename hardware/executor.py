@@ -105,9 +105,7 @@ class RuntimeExecutor(Executor):
         if precision is not None and not precision > 0:
             raise ValueError(f"precision must be > 0, got {precision}")
         if min(max_pubs_per_job, max_parameter_sets_per_pub, max_branches) < 1 or retries < 0:
-            raise ValueError(
-                "max_pubs_per_job, max_parameter_sets_per_pub, max_branches must be >= 1, retries >= 0"
-            )
+            raise ValueError("max_pubs_per_job, max_parameter_sets_per_pub, max_branches must be >= 1, retries >= 0")
         self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
         self.shots, self.precision = shots, precision
         self.resilience = resilience or Resilience()
@@ -194,8 +192,7 @@ class RuntimeExecutor(Executor):
                 except Exception as err:  # noqa: BLE001 - transient service/simulator failures are retried
                     if attempt == self.retries:
                         raise HardwareJobError(
-                            f"job on {self.resolved.name} failed after {attempt + 1} attempt(s): "
-                            f"{type(err).__name__}"
+                            f"job on {self.resolved.name} failed after {attempt + 1} attempt(s): {type(err).__name__}"
                         ) from err
                     wait = self.backoff * 2**attempt
                     log.warning(
@@ -230,9 +227,7 @@ class _RuntimeProgram:
             self._hash[key] = hashlib.sha256(qasm3.dumps(t.circuit).encode()).hexdigest()[:20]
         return self._hash[key]
 
-    def _pubs(
-        self, inputs: np.ndarray, weights: np.ndarray
-    ) -> list[tuple[Transpiled, np.ndarray, float | None]]:
+    def _pubs(self, inputs: np.ndarray, weights: np.ndarray) -> list[tuple[Transpiled, np.ndarray, float | None]]:
         """(transpiled, parameter values (B, P) in ISA order, precision) per PUB, before row splitting."""
         ex = self.executor
         if not ex.ancilla_elimination:

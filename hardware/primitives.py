@@ -51,9 +51,7 @@ class Resilience:
         return asdict(self)
 
 
-def apply_options(
-    options: Any, *, shots: int | None, precision: float | None, resilience: Resilience
-) -> None:
+def apply_options(options: Any, *, shots: int | None, precision: float | None, resilience: Resilience) -> None:
     """Set shots/precision and resilience on a runtime ``EstimatorOptions`` (new or V2: same names)."""
     if shots is not None:
         options.default_shots = int(shots)

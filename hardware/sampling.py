@@ -57,11 +57,7 @@ def parse_steps(steps: str, total_steps: int) -> set[int]:
 
 def _unet(pipeline_or_unet: Any) -> Any:
     # a QLDMUNet itself has a ``.unet`` (the diffusers model), so test for quantum_modules() first
-    unet = (
-        pipeline_or_unet
-        if hasattr(pipeline_or_unet, "quantum_modules")
-        else getattr(pipeline_or_unet, "unet", None)
-    )
+    unet = pipeline_or_unet if hasattr(pipeline_or_unet, "quantum_modules") else getattr(pipeline_or_unet, "unet", None)
     if not hasattr(unet, "quantum_modules"):
         raise ValueError("attach_hardware needs a QLDMPipeline or QLDMUNet (with quantum_modules())")
     return unet

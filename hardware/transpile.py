@@ -103,9 +103,7 @@ def check_isa(circuit: QuantumCircuit, target: Any) -> None:
     for inst in circuit.data:
         qs = tuple(circuit.find_bit(q).index for q in inst.qubits)
         if inst.operation.name != "barrier" and not target.instruction_supported(inst.operation.name, qs):
-            raise ValueError(
-                f"{inst.operation.name} on {qs} is not in the backend target (not an ISA circuit)"
-            )
+            raise ValueError(f"{inst.operation.name} on {qs} is not in the backend target (not an ISA circuit)")
 
 
 def check_aer_safe(circuit: QuantumCircuit) -> None:
@@ -114,8 +112,7 @@ def check_aer_safe(circuit: QuantumCircuit) -> None:
     bad = [
         i.operation.name
         for i in circuit.data
-        if i.operation.name in _BROKEN_IN_AER
-        and any(isinstance(p, ParameterExpression) for p in i.operation.params)
+        if i.operation.name in _BROKEN_IN_AER and any(isinstance(p, ParameterExpression) for p in i.operation.params)
     ]
     if bad:
         raise ValueError(f"parameterized {sorted(set(bad))} would be misread by Aer; decompose them first")
@@ -172,9 +169,7 @@ def candidate_chains(backend: Any, length: int, *, beam: int = 64, keep: int = 4
         for cost, chain in beams:
             for r in neighbours[chain[-1]]:
                 if r not in chain:
-                    grown.append(
-                        (cost + edge_cost[(min(chain[-1], r), max(chain[-1], r))] + q_cost(r), chain + [r])
-                    )
+                    grown.append((cost + edge_cost[(min(chain[-1], r), max(chain[-1], r))] + q_cost(r), chain + [r]))
         beams = sorted(grown, key=lambda t: t[0])[:beam]
     return [chain for _, chain in beams[:keep]]
 
@@ -257,19 +252,13 @@ class Transpiler:
         return result
 
     def _finish(self, isa: QuantumCircuit, observables: tuple[SparsePauliOp, ...]) -> Transpiled:
-        mapped = (
-            tuple(o.apply_layout(isa.layout) for o in observables) if isa.layout is not None else observables
-        )
+        mapped = tuple(o.apply_layout(isa.layout) for o in observables) if isa.layout is not None else observables
         target = self.backend.backend.target if self.backend.has_calibration else None
-        layout = (
-            tuple(isa.layout.initial_index_layout(filter_ancillas=True)) if isa.layout is not None else ()
-        )
+        layout = tuple(isa.layout.initial_index_layout(filter_ancillas=True)) if isa.layout is not None else ()
         report = TranspileReport(
             logical_qubits=len(layout) or isa.num_qubits,
             depth=isa.depth(),
-            two_qubit_gates=sum(
-                1 for i in isa.data if i.operation.num_qubits == 2 and i.operation.name != "barrier"
-            ),
+            two_qubit_gates=sum(1 for i in isa.data if i.operation.num_qubits == 2 and i.operation.name != "barrier"),
             two_qubit_depth=isa.depth(filter_function=lambda i: i.operation.num_qubits == 2),
             estimated_fidelity=estimate_fidelity(isa, mapped, target),
             layout=layout,
@@ -279,9 +268,7 @@ class Transpiler:
     def _run(self, circuit: QuantumCircuit, observables: tuple[SparsePauliOp, ...]) -> Transpiled:
         lvl, seed = self.optimization_level, self.seed
         if self.backend.kind == "aer":
-            pm = generate_preset_pass_manager(
-                optimization_level=lvl, basis_gates=AER_BASIS, seed_transpiler=seed
-            )
+            pm = generate_preset_pass_manager(optimization_level=lvl, basis_gates=AER_BASIS, seed_transpiler=seed)
             result = self._finish(pm.run(circuit), observables)
             check_aer_safe(result.circuit)
             return result

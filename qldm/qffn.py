@@ -59,9 +59,7 @@ class QuantumFeedForward(nn.Module):
     ) -> None:
         super().__init__()
         hidden = ff_mult * d_model
-        self.ffn = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
-        )
+        self.ffn = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model))
         self.pre = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, n_qubits))
         spec = qffn_circuit(n_qubits, n_layers=n_layers, ancillas=ancillas, readout=readout)
         if branch not in ("quantum", "mlp", "shuffled"):

@@ -81,9 +81,7 @@ def test_deep_baseline_slope_matches_minus_ln2():
 def test_exact_and_branch_sampled_agree():
     base = {"design": "per-qubit", "n_qubits": 4, "n_layers": 6, "samples": 150, "seed": 5}
     exact = sample_gradients(PointConfig(**base))
-    enumerated = sample_gradients(
-        PointConfig(**base, max_exact_wires=4, branches=16)
-    )  # all 16 patterns: exact
+    enumerated = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=16))  # all 16 patterns: exact
     sampled = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=8))
     assert exact.exact and enumerated.exact and not sampled.exact
     assert exact.method == "statevector-autograd" and sampled.method == "branch-autograd"
@@ -118,9 +116,7 @@ def test_aer_parameter_shift_equals_torch_gradient(design):
 def test_noisy_gradients_shrink_and_record_calibration():
     from analysis.noise import aer_shift_gradients
 
-    noisy, _, cal = aer_shift_gradients(
-        "none", 3, 8, observable="z0z1", samples=8, seed=4, backend="fake:FakeManilaV2"
-    )
+    noisy, _, cal = aer_shift_gradients("none", 3, 8, observable="z0z1", samples=8, seed=4, backend="fake:FakeManilaV2")
     clean, _, _ = aer_shift_gradients("none", 3, 8, observable="z0z1", samples=8, seed=4, backend=None)
     assert cal is not None and cal.startswith("20")
     assert 0 < np.abs(noisy).sum() < np.abs(clean).sum()
@@ -137,9 +133,7 @@ def test_bad_config_raises():
     with pytest.raises(ValueError, match="unknown design"):
         PointConfig(design="bogus", n_qubits=2, n_layers=1)
     with pytest.raises(ValueError, match="pooled gradients need"):
-        sample_gradients(
-            PointConfig(design="none", n_qubits=3, n_layers=2, samples=4, pooled=True, memory_bytes=1)
-        )
+        sample_gradients(PointConfig(design="none", n_qubits=3, n_layers=2, samples=4, pooled=True, memory_bytes=1))
 
 
 def _args(tmp_path, **kw):

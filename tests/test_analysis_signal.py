@@ -102,9 +102,7 @@ def test_noisy_estimator_outputs_match_statevector_without_noise():
     spec = qffn_circuit(2, 2, ancillas="per-qubit")
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((3, 2)), rng.uniform(0, 2 * np.pi, spec.num_weights)
-    exact = (
-        StatevectorExecutor(dtype=torch.float64).compile(spec)(torch.as_tensor(x), torch.as_tensor(w)).numpy()
-    )
+    exact = StatevectorExecutor(dtype=torch.float64).compile(spec)(torch.as_tensor(x), torch.as_tensor(w)).numpy()
     np.testing.assert_allclose(NoisyEstimator(None).outputs(spec, x, w), exact, atol=1e-12)
     noisy = NoisyEstimator("fake:FakeManilaV2").outputs(spec, x, w)
     assert 1e-3 < np.abs(noisy - exact).max() < 0.5

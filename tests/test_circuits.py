@@ -47,9 +47,7 @@ def test_parameter_values_order_matters():
     rng = np.random.default_rng(0)
     x, w = rng.normal(size=3), rng.uniform(0, 2 * np.pi, spec.num_weights)
     right = Statevector(spec.circuit.assign_parameters(spec.parameter_values(x, w)))
-    wrong = Statevector(
-        spec.circuit.assign_parameters(np.concatenate([x, w]))
-    )  # spec order: the 0.14 pitfall
+    wrong = Statevector(spec.circuit.assign_parameters(np.concatenate([x, w])))  # spec order: the 0.14 pitfall
     ours = StatevectorExecutor(dtype=torch.float64).compile(spec)(torch.tensor(x[None]), torch.tensor(w))[0]
     ref = [right.expectation_value(o).real for o in spec.observables]
     bad = [wrong.expectation_value(o).real for o in spec.observables]

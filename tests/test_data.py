@@ -168,9 +168,7 @@ def test_held_out_combos_never_appear():
     assert combos.isdisjoint(held)
     assert ("blue", "long") in combos and ("red", "twintails") in combos  # the parts still appear
     with pytest.raises(ValueError, match="every"):
-        ProceduralFaces(
-            4, image_size=8, hair_colors=["red"], hair_styles=["bob"], exclude_combos=[("red", "bob")]
-        )
+        ProceduralFaces(4, image_size=8, hair_colors=["red"], hair_styles=["bob"], exclude_combos=[("red", "bob")])
     with pytest.raises(ValueError, match="hair style"):
         ProceduralFaces(4, image_size=8, exclude_combos=[("red", "mohawk")])
 
@@ -195,8 +193,9 @@ def test_parse_prompt():
 
 def test_hair_mask_is_hair_in_the_render():
     for style in HAIR_STYLES:
-        attrs = [{"hair_color": "green", "hair_style": style, "eye_color": "blue", "skin": "fair",
-                  "background": "white"}]
+        attrs = [
+            {"hair_color": "green", "hair_style": style, "eye_color": "blue", "skin": "fair", "background": "white"}
+        ]
         img = render_faces(attrs, 32)[0].permute(1, 2, 0).numpy().astype(int)  # (S, S, 3)
         mask = hair_mask(style, 32)
         assert 40 < mask.sum() < 32 * 32 / 2

@@ -60,9 +60,7 @@ def test_captioner_judge_on_hand_labelled_real_faces_reproduces_the_captioner_ac
     arrays = []
     for name, _ in labels:
         with Image.open(root / name) as im:
-            arrays.append(
-                np.asarray(im.convert("RGB"), dtype=np.float32)
-            )  # (64, 64, 3), as the captioner saw
+            arrays.append(np.asarray(im.convert("RGB"), dtype=np.float32))  # (64, 64, 3), as the captioner saw
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1  # (216, 3, 64, 64)
     names = [n for n, _ in labels]
     labels = dict(labels)

@@ -61,9 +61,7 @@ def test_evaluate_images_report_ranks_clean_above_blurred(tmp_path, capsys):
     assert (groups["quantum"]["holdout_k"], groups["quantum"]["holdout_n"]) == (4, 4)
     md = (out / "report.md").read_text()
     assert "FID (offline features: handcrafted-v1)" in md and "| quantum |" in md
-    assert (out / "procedural-32-spectrum.png").is_file() and (
-        out / "procedural-32-spectrum-ratio.png"
-    ).is_file()
+    assert (out / "procedural-32-spectrum.png").is_file() and (out / "procedural-32-spectrum-ratio.png").is_file()
     assert "report ->" in capsys.readouterr().out
 
 
@@ -103,9 +101,7 @@ def test_evaluate_samples_saved_pipelines_and_groups_them(tmp_path):
     for name, model in [("q", tiny), ("c", dataclasses.replace(tiny, quantum_blocks="none"))]:
         torch.manual_seed(0)
         pipe = build_pipeline(model)
-        cfg = RunConfig(
-            name=name, model=model, data=dataclasses.replace(base.data, image_size=16), sample=base.sample
-        )
+        cfg = RunConfig(name=name, model=model, data=dataclasses.replace(base.data, image_size=16), sample=base.sample)
         pipe.save_pretrained(tmp_path / name / "pipeline")
         save_config(cfg, tmp_path / name / "pipeline" / "run_config.json")
         runs += ["--run", str(tmp_path / name)]
@@ -131,9 +127,7 @@ def test_reads_the_output_layout_of_qldm_sample(tmp_path):
     (tmp_path / "prompts.txt").write_text("".join(f"p{i:02d}: {p}\n" for i, p in enumerate(prompts)))
     for p in range(2):
         for j in range(3):
-            Image.new("RGB", (16, 16), (10 * p, 20 * j, 0)).save(
-                tmp_path / "images" / f"p{p:02d}-{j:03d}.png"
-            )
+            Image.new("RGB", (16, 16), (10 * p, 20 * j, 0)).save(tmp_path / "images" / f"p{p:02d}-{j:03d}.png")
     images, got, meta = load_image_set(tmp_path)
     assert images.shape == (6, 3, 16, 16) and got == [prompts[0]] * 3 + [prompts[1]] * 3 and meta == {}
     assert images[4, 1, 0, 0].item() == pytest.approx(20 / 127.5 - 1)  # p01-001: green = 20

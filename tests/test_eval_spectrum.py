@@ -23,9 +23,7 @@ def test_sinusoid_peaks_at_its_radius(kx, ky):
     freqs, power = radial_power_spectrum(sinusoid(kx, ky))
     radius = np.hypot(kx, ky) / 64
     width = freqs[1] - freqs[0]
-    assert freqs[0] == pytest.approx(1 / 64) and width == pytest.approx(
-        1 / 64
-    )  # one bin per integer frequency
+    assert freqs[0] == pytest.approx(1 / 64) and width == pytest.approx(1 / 64)  # one bin per integer frequency
     assert abs(freqs[np.argmax(power)] - radius) <= width / 2  # the peak bin holds the wave's radius
     # All the energy sits in that bin: the rest is round-off.
     assert np.sort(power)[-2] < 1e-9 * power.max()  # float32 input: round-off ~1e-12

@@ -68,9 +68,7 @@ def test_all_tokens_in_one_pub_and_parameter_order():
     assert counter.runs == 1 and len(counter.pubs[0]) == 1  # one job, one PUB for 7 tokens x 2 observables
     circuit, observables, values = counter.pubs[0][0]
     assert np.asarray(values).shape == (7, spec.circuit.num_parameters) and len(observables) == 2
-    np.testing.assert_allclose(
-        out.numpy(), exact.numpy(), atol=1e-9
-    )  # per token, in circuit.parameters order
+    np.testing.assert_allclose(out.numpy(), exact.numpy(), atol=1e-9)  # per token, in circuit.parameters order
 
 
 def test_shot_based_aer_within_k_over_sqrt_shots():
@@ -133,9 +131,7 @@ def test_resilience_options_reach_the_runtime_primitive(kind):
     res = Resilience(measure_mitigation=True, zne=True, dynamical_decoupling=True, twirling=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = make_estimator(
-            resolved, resolved.backend, shots=300, precision=None, resilience=res, estimator=kind
-        )
+        est = make_estimator(resolved, resolved.backend, shots=300, precision=None, resilience=res, estimator=kind)
     o = est.options
     assert o.resilience.measure_mitigation and o.resilience.zne_mitigation
     assert o.dynamical_decoupling.enable and o.twirling.enable_gates and o.default_shots == 300

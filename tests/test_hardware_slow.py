@@ -32,16 +32,12 @@ def test_local_mode_ancilla_eliminated_matches_emulator(mode, estimator):
     shots = 400
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ex = RuntimeExecutor(
-            "fake:FakeManilaV2", shots=shots, mode=mode, estimator=estimator, ancilla_elimination=True
-        )
+        ex = RuntimeExecutor("fake:FakeManilaV2", shots=shots, mode=mode, estimator=estimator, ancilla_elimination=True)
         try:
             device = ex.compile(spec)(x, w)
         finally:
             ex.close()
-        predicted = EmulatorExecutor("fake:FakeManilaV2", shots=None, ancilla_elimination=True).compile(spec)(
-            x, w
-        )
+        predicted = EmulatorExecutor("fake:FakeManilaV2", shots=None, ancilla_elimination=True).compile(spec)(x, w)
     assert ex.jobs_submitted == 1
     assert (device - predicted).abs().max() < 4 / math.sqrt(shots) + 0.1
     assert (device - exact).abs().max() < 0.5

@@ -144,9 +144,7 @@ def test_sampling_is_deterministic_and_restores_training_mode(pipe):
 def test_cfg_uses_the_training_empty_embedding(pipe):
     """The unconditional half of every guided U-Net call is exactly what caption dropout trains on."""
     seen = []
-    handle = pipe.unet.register_forward_pre_hook(
-        lambda mod, args: seen.append((args[2].clone(), args[3].clone()))
-    )
+    handle = pipe.unet.register_forward_pre_hook(lambda mod, args: seen.append((args[2].clone(), args[3].clone())))
     pipe(PROMPTS, num_inference_steps=2, guidance_scale=3.0, output_type="latent")
     handle.remove()
     hidden, mask = pipe.text_encoder.encode(PROMPTS)

@@ -30,14 +30,9 @@ def test_notebook_executes(name):
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(
-        nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-    ).execute()
+    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert any(
-        o.output_type in ("stream", "display_data")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.outputs
+        o.output_type in ("stream", "display_data") for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )

@@ -32,9 +32,7 @@ def test_qffn_matches_qiskit(n, ancillas, readout, rng):
 def test_bp_matches_qiskit(ancillas, observable, rng):
     spec = bp_circuit(3, 3, ancillas=ancillas, observable=observable, seed=5)
     w = rng.uniform(0, 2 * np.pi, spec.num_weights)
-    np.testing.assert_allclose(
-        _run(spec, np.zeros((1, 0)), w), reference_expectations(spec, np.zeros(0), w), atol=1e-6
-    )
+    np.testing.assert_allclose(_run(spec, np.zeros((1, 0)), w), reference_expectations(spec, np.zeros(0), w), atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -99,9 +97,7 @@ def test_float32_default_close_to_float64():
     x, w = torch.randn(16, 3), torch.rand(spec.num_weights) * 6
     out32 = StatevectorExecutor().compile(spec)(x, w)
     assert out32.dtype == torch.float32
-    torch.testing.assert_close(
-        out32.double(), StatevectorExecutor(dtype=F64).compile(spec)(x, w), atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(out32.double(), StatevectorExecutor(dtype=F64).compile(spec)(x, w), atol=1e-5, rtol=0)
 
 
 def test_bad_options_raise():

@@ -176,9 +176,7 @@ def _central_fd(fn, t: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return grad
 
 
-@pytest.mark.parametrize(
-    "spec", [qffn_circuit(3, 2, "per-qubit", "ring"), random_spec(11)], ids=["qffn", "random"]
-)
+@pytest.mark.parametrize("spec", [qffn_circuit(3, 2, "per-qubit", "ring"), random_spec(11)], ids=["qffn", "random"])
 def test_gradients_match_finite_differences(spec):
     prog = TensorNetworkExecutor(dtype=F64, chunk_size=2).compile(spec)
     gen = torch.Generator().manual_seed(2)

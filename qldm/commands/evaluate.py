@@ -8,9 +8,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--run", action="append", default=[], help="run folder (uses RUN/pipeline); repeatable"
-    )
+    parser.add_argument("--run", action="append", default=[], help="run folder (uses RUN/pipeline); repeatable")
     parser.add_argument(
         "--images",
         action="append",
@@ -25,14 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--inception", help="local torch-fidelity Inception-v3 weights (.pth); default: offline features"
     )
     parser.add_argument("--real", default="procedural", help="data set of --images sets without set.json")
-    parser.add_argument(
-        "--hf-cutoff", type=float, default=0.25, help="HF ratio cutoff as a fraction of Nyquist"
-    )
+    parser.add_argument("--hf-cutoff", type=float, default=0.25, help="HF ratio cutoff as a fraction of Nyquist")
     parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits while sampling")
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per sampling batch")
-    parser.add_argument(
-        "--out", required=True, help="report folder (report.md, report.json, plots, samples/)"
-    )
+    parser.add_argument("--out", required=True, help="report folder (report.md, report.json, plots, samples/)")
 
 
 def _parse_seeds(text: str) -> list[int]:

@@ -54,9 +54,7 @@ def load_hair_labels(split: str = "eval", path: Path = HAIR_LABELS_PATH) -> list
         rows = [r for r in csv.DictReader(fh) if split == "all" or r["split"] == split]
     for r in rows:
         if r["hair_colour"] not in HAIR_COLORS:
-            raise ValueError(
-                f"{path}: label {r['hair_colour']!r} for {r['file_name']} is not in {HAIR_COLORS}"
-            )
+            raise ValueError(f"{path}: label {r['hair_colour']!r} for {r['file_name']} is not in {HAIR_COLORS}")
     return [(r["file_name"], r["hair_colour"]) for r in rows]
 
 

@@ -170,9 +170,7 @@ class ImageFolderDataset(Dataset):
                 CorruptImageWarning,
                 stacklevel=2,
             )
-        self.images = (
-            torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
-        )  # uint8 (N, 3, S, S)
+        self.images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
 
     def __len__(self) -> int:
         return self.images.shape[0]

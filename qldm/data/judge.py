@@ -42,11 +42,7 @@ def mean_hair_rgb(images: torch.Tensor | np.ndarray, styles: Sequence[str | dict
     Raises:
         ValueError: On a shape mismatch, non-square images, or an unknown style.
     """
-    x = (
-        images.detach().float().cpu().numpy()
-        if isinstance(images, torch.Tensor)
-        else np.asarray(images, float)
-    )
+    x = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, float)
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
         raise ValueError(f"expected square images of shape (N, 3, S, S), got {tuple(x.shape)}")
     if len(styles) != x.shape[0]:

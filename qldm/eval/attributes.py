@@ -78,9 +78,7 @@ class AttributeResult:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the confusion matrix as nested lists)."""
-        out = {
-            k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("confusion", "predictions")
-        }
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("confusion", "predictions")}
         out["labels"] = list(self.labels)
         out["confusion"] = self.confusion.tolist()
         return out
@@ -116,9 +114,7 @@ def hair_colour_accuracy(
     need = ("hair_color", "hair_style") if judge == "procedural" else ("hair_color",)
     keep = [i for i, a in enumerate(wanted) if all(k in a for k in need)]
     if not keep:
-        raise ValueError(
-            f"no prompt names {' and '.join(need)}; cannot judge hair colour (first: {prompts[0]!r})"
-        )
+        raise ValueError(f"no prompt names {' and '.join(need)}; cannot judge hair colour (first: {prompts[0]!r})")
     if judge == "procedural":
         judged = judge_hair_colour(x[keep], [wanted[i]["hair_style"] for i in keep])
     else:

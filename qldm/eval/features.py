@@ -78,9 +78,7 @@ def _oriented_energy(gray: torch.Tensor) -> torch.Tensor:
 def _laplacian(x: torch.Tensor) -> torch.Tensor:
     """4-neighbour Laplacian per channel with reflect padding: ``(N, C, h, w) -> (N, C, h, w)``."""
     lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=x.dtype)
-    return F.conv2d(
-        F.pad(x, (1, 1, 1, 1), mode="reflect"), lap.expand(x.shape[1], 1, 3, 3), groups=x.shape[1]
-    )
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), lap.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
 
 
 def _laplacian_energy(x: torch.Tensor) -> torch.Tensor:
@@ -199,9 +197,7 @@ class InceptionFeatures:
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.model = (
-            FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
-            )
+            FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
             .to(self.device)
             .eval()
         )

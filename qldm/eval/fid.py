@@ -145,9 +145,7 @@ def gaussian_blur(images: torch.Tensor | np.ndarray, sigma: float) -> torch.Tens
     if pad < radius:  # reflect padding needs pad < size; crop the kernel for tiny images
         k = k[radius - pad : radius + pad + 1] / k[radius - pad : radius + pad + 1].sum()
     y = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
-    return F.conv2d(
-        F.pad(y, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3
-    )
+    return F.conv2d(F.pad(y, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
 
 
 def add_noise(images: torch.Tensor | np.ndarray, std: float, *, seed: int = 0) -> torch.Tensor:

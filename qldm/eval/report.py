@@ -66,10 +66,7 @@ class SetMetrics:
     holdout: AttributeResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
-            k: getattr(self, k)
-            for k in ("run", "label", "dataset", "seed", "n", "fid", "fid_label", "hf_ratio")
-        }
+        d = {k: getattr(self, k) for k in ("run", "label", "dataset", "seed", "n", "fid", "fid_label", "hf_ratio")}
         d["spectrum"] = {"freqs": self.freqs.tolist(), "power": self.spectrum.tolist()}
         d["attributes"] = self.attributes.to_dict() if self.attributes else None
         d["holdout"] = self.holdout.to_dict() if self.holdout else None
@@ -173,13 +170,7 @@ def aggregate(sets: list[SetMetrics]) -> list[dict[str, Any]]:
         ref = next((r for r in rows if r["dataset"] == row["dataset"] and r["label"] == "quantum"), None)
         for key in ("fid", "hf"):
             a, b = row[f"{key}_values"], ref[f"{key}_values"] if ref else []
-            ok = (
-                ref is not None
-                and ref is not row
-                and row["label"] != REAL_LABEL
-                and len(a) > 1
-                and len(b) > 1
-            )
+            ok = ref is not None and ref is not row and row["label"] != REAL_LABEL and len(a) > 1 and len(b) > 1
             row[f"{key}_p_vs_quantum"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if ok else None
     return rows
 

@@ -69,9 +69,7 @@ def separation_table(
     rows = []
     for name, other in sets:
         fid = compute_fid(a, other, extractor, real_features=feats_a)
-        rows.append(
-            {"comparison": name, "fid": fid.value, "hf_ratio": high_frequency_ratio(other), "n": half}
-        )
+        rows.append({"comparison": name, "fid": fid.value, "hf_ratio": high_frequency_ratio(other), "n": half})
     return rows
 
 
@@ -84,9 +82,7 @@ def format_separation(rows: list[dict[str, float | str]], label: str) -> str:
     ]
     for r in rows:
         ratio = float(r["fid"]) / base if base > 0 else float("inf")
-        lines.append(
-            f"{r['comparison']:<40} {float(r['fid']):>10.3f} {ratio:>8.1f} {float(r['hf_ratio']):>9.4f}"
-        )
+        lines.append(f"{r['comparison']:<40} {float(r['fid']):>10.3f} {ratio:>8.1f} {float(r['hf_ratio']):>9.4f}")
     return "\n".join(lines)
 
 
@@ -107,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_separation(rows, label))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps({"label": label, "source": args.source, "rows": rows}, indent=2) + "\n"
-        )
+        args.json.write_text(json.dumps({"label": label, "source": args.source, "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -74,9 +74,7 @@ def evaluation_prompts(source: str, n: int) -> list[str]:
     k = len(HAIR_COLORS)
     if str(source) == "procedural":
         return [
-            make_caption(
-                {"hair_color": HAIR_COLORS[i % k], "hair_style": HAIR_STYLES[(i // k) % len(HAIR_STYLES)]}
-            )
+            make_caption({"hair_color": HAIR_COLORS[i % k], "hair_style": HAIR_STYLES[(i // k) % len(HAIR_STYLES)]})
             for i in range(n)
         ]
     return [f"anime face, {HAIR_COLORS[i % k]} hair" for i in range(n)]
@@ -102,9 +100,7 @@ def reference_images(source: str, prompts: list[str], *, image_size: int, seed: 
         for p in prompts:
             a = parse_prompt(p)
             if "hair_color" not in a or "hair_style" not in a:
-                raise ValueError(
-                    f"procedural reference faces need hair colour and style in every prompt: {p!r}"
-                )
+                raise ValueError(f"procedural reference faces need hair colour and style in every prompt: {p!r}")
             attrs.append(
                 {
                     "hair_color": a["hair_color"],
@@ -163,18 +159,14 @@ def load_image_set(folder: str | Path) -> tuple[torch.Tensor, list[str], dict[st
     folder = Path(folder)
     meta = json.loads((folder / "set.json").read_text()) if (folder / "set.json").is_file() else {}
     if (folder / "metadata.jsonl").is_file():
-        rows = [
-            json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()
-        ]
+        rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines() if line.strip()]
         pairs = [(folder / r["file_name"], str(r.get("text", ""))) for r in rows]
     elif (folder / "prompts.txt").is_file():  # qldm sample: images/pXX-YYY.png, prompts.txt "pXX: prompt"
         table = dict(re.findall(r"^p(\d+): (.*)$", (folder / "prompts.txt").read_text(), flags=re.M))
         files = sorted((folder / "images").glob("p*-*.png"))
         pairs = [(f, table[re.match(r"p(\d+)-", f.name).group(1)]) for f in files]  # type: ignore[union-attr]
     else:
-        raise ValueError(
-            f"{folder} has neither metadata.jsonl nor prompts.txt: not a set of generated images"
-        )
+        raise ValueError(f"{folder} has neither metadata.jsonl nor prompts.txt: not a set of generated images")
     if not pairs:
         raise ValueError(f"{folder} lists no images")
     missing = [str(p) for p, _ in pairs if not p.is_file()]

@@ -36,11 +36,7 @@ def as_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
     Raises:
         ValueError: If the shape is not ``(N, 3, H, W)`` with N >= 1 and H, W >= 4, or values are not finite.
     """
-    x = (
-        images.detach().cpu().double().numpy()
-        if isinstance(images, torch.Tensor)
-        else np.asarray(images, float)
-    )
+    x = images.detach().cpu().double().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, float)
     if x.ndim != 4 or x.shape[1] != 3 or x.shape[0] < 1 or min(x.shape[2:]) < 4:
         raise ValueError(f"expected images of shape (N, 3, H, W) with N >= 1 and H, W >= 4, got {x.shape}")
     if not np.isfinite(x).all():
@@ -104,9 +100,7 @@ def radial_power_spectrum(
     return freqs, (radial[0] if mode == "gray" else radial)
 
 
-def high_frequency_ratio(
-    images: torch.Tensor | np.ndarray, cutoff: float = 0.25, *, mode: str = "gray"
-) -> float:
+def high_frequency_ratio(images: torch.Tensor | np.ndarray, cutoff: float = 0.25, *, mode: str = "gray") -> float:
     """Share of spectral energy at radial frequency above ``cutoff * Nyquist``.
 
     The energy is summed over all FFT bins of all images (corners beyond Nyquist count as high frequency),

@@ -22,9 +22,7 @@ _READOUTS = ("ring", "local")
 _WEIGHT_INITS = ("uniform", "small")
 _PREDICTIONS = ("epsilon", "v_prediction")
 _BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-_STATEVECTOR_MAX_WIRES = (
-    24  # 2**24 complex64 amplitudes = 128 MiB per token: the practical limit of a statevector
-)
+_STATEVECTOR_MAX_WIRES = 24  # 2**24 complex64 amplitudes = 128 MiB per token: the practical limit of a statevector
 
 
 @dataclass(frozen=True)
@@ -209,8 +207,7 @@ class ModelConfig:
         for ch in self.unet_block_channels:
             if ch % self.attention_head_dim:
                 raise ValueError(
-                    f"unet_block_channels entry {ch} is not divisible by "
-                    f"attention_head_dim={self.attention_head_dim}"
+                    f"unet_block_channels entry {ch} is not divisible by attention_head_dim={self.attention_head_dim}"
                 )
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim={self.text_dim} is not divisible by text_heads={self.text_heads}")
@@ -226,9 +223,7 @@ class ModelConfig:
         if not 0.0 < self.beta_start < self.beta_end < 1.0:
             raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
         if self.match_params and self.quantum_blocks != "none":
-            raise ValueError(
-                "match_params=True only applies to quantum_blocks='none' (the classical control)"
-            )
+            raise ValueError("match_params=True only applies to quantum_blocks='none' (the classical control)")
         self._validate_executor()
         return self
 
@@ -238,11 +233,7 @@ class ModelConfig:
         if self.quantum_executor not in EXECUTORS:
             raise ValueError(f"quantum_executor={self.quantum_executor!r} is not one of {sorted(EXECUTORS)}")
         uses_circuit = self.quantum_blocks != "none" and self.qffn_branch != "mlp"
-        if (
-            uses_circuit
-            and self.quantum_executor == "statevector"
-            and self.num_wires > _STATEVECTOR_MAX_WIRES
-        ):
+        if uses_circuit and self.quantum_executor == "statevector" and self.num_wires > _STATEVECTOR_MAX_WIRES:
             raise ValueError(
                 f"n_qubits={self.n_qubits} with ancillas={self.ancillas!r} needs {self.num_wires} wires; the "
                 f"statevector executor holds at most {_STATEVECTOR_MAX_WIRES} (2**wires amplitudes per "

@@ -50,9 +50,7 @@ def make_sample_scheduler(name: str, cfg: ModelConfig) -> SchedulerMixin:
     """
     process = _process(cfg)
     if name == "ddim":
-        return DDIMScheduler(
-            **process, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing"
-        )
+        return DDIMScheduler(**process, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
     if name == "dpm++":
         return DPMSolverMultistepScheduler(
             **process, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing"
@@ -89,8 +87,7 @@ def diffusion_loss(
     """
     if scheduler.config.prediction_type != cfg.prediction_type:
         raise ValueError(
-            f"scheduler predicts {scheduler.config.prediction_type!r} but the config says "
-            f"{cfg.prediction_type!r}"
+            f"scheduler predicts {scheduler.config.prediction_type!r} but the config says {cfg.prediction_type!r}"
         )
     b, device = latents.shape[0], latents.device
     gen_device = generator.device if generator is not None else device
@@ -130,9 +127,7 @@ def drop_captions(
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"caption dropout p must lie in [0, 1], got {p}")
     if empty_hidden.shape[1:] != hidden.shape[1:] or empty_mask.shape[-1] != mask.shape[-1]:
-        raise ValueError(
-            f"empty caption {tuple(empty_hidden.shape)} does not match the captions {tuple(hidden.shape)}"
-        )
+        raise ValueError(f"empty caption {tuple(empty_hidden.shape)} does not match the captions {tuple(hidden.shape)}")
     b = hidden.shape[0]
     gen_device = generator.device if generator is not None else hidden.device
     drop = (torch.rand(b, generator=generator, device=gen_device) < p).to(hidden.device)  # (B,)

@@ -137,9 +137,7 @@ class QLDMPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma  # (B, c, h, w)
         self.scheduler.set_timesteps(steps, device=device)
         step_kwargs = (
-            {"generator": generator}
-            if "generator" in inspect.signature(self.scheduler.step).parameters
-            else {}
+            {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         )
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             if on_step_begin is not None:
@@ -167,6 +165,4 @@ def build_pipeline(cfg: ModelConfig, *, scheduler: str = "ddim") -> QLDMPipeline
     vae = build_vae(cfg)
     text = build_text_encoder(cfg)
     unet = build_unet(cfg, sample_size=cfg.image_size // 2 ** (len(vae.config.block_out_channels) - 1))
-    return QLDMPipeline(
-        unet=unet, vae=vae, text_encoder=text, scheduler=make_sample_scheduler(scheduler, cfg)
-    )
+    return QLDMPipeline(unet=unet, vae=vae, text_encoder=text, scheduler=make_sample_scheduler(scheduler, cfg))

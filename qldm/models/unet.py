@@ -50,17 +50,13 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, *, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.ffn = nn.Sequential(
-            nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
-        )
+        self.ffn = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ffn(x)  # (B, L, d) -> (B, L, d)
 
 
-def _quantum_branch_params(
-    d: int, *, n_qubits: int, n_layers: int, ancillas: str, readout: str, ff_mult: int
-) -> int:
+def _quantum_branch_params(d: int, *, n_qubits: int, n_layers: int, ancillas: str, readout: str, ff_mult: int) -> int:
     """Parameters a Q-FFN adds to a classical FFN of width d: pre, circuit weights, post and the gate."""
     spec = qffn_circuit(n_qubits, n_layers=n_layers, ancillas=ancillas, readout=readout)
     h = ff_mult * d
@@ -203,10 +199,7 @@ class QLDMUNet(ModelMixin, ConfigMixin):
                 f"encoder_hidden_states must be (B, L, {cfg.cross_attention_dim}), got "
                 f"{tuple(encoder_hidden_states.shape)}"
             )
-        if (
-            encoder_attention_mask is not None
-            and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]
-        ):
+        if encoder_attention_mask is not None and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]:
             raise ValueError(
                 f"encoder_attention_mask {tuple(encoder_attention_mask.shape)} does not match the text "
                 f"{tuple(encoder_hidden_states.shape[:2])}"

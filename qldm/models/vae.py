@@ -255,17 +255,13 @@ class LatentCache:
             imgs = [_image_of(dataset[i]) for i in range(start, min(start + batch_size, len(dataset)))]
             batch = torch.stack(imgs)  # (b, C, H, W)
             if batch.shape[-2:] != (image_size, image_size):
-                raise ValueError(
-                    f"data set images are {tuple(batch.shape[-2:])}, expected {image_size}x{image_size}"
-                )
+                raise ValueError(f"data set images are {tuple(batch.shape[-2:])}, expected {image_size}x{image_size}")
             dist = vae.encode(batch.to(device=vae.device, dtype=vae.dtype)).latent_dist
             means.append(dist.mean.float().cpu().contiguous())
             stds.append(dist.std.float().cpu().contiguous())
         mean, std = torch.cat(means), torch.cat(stds)  # (N, c, h, w) each
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        save_file(
-            {"mean": mean, "std": std}, str(tmp), metadata={"dataset_id": dataset_id, "size": str(image_size)}
-        )
+        save_file({"mean": mean, "std": std}, str(tmp), metadata={"dataset_id": dataset_id, "size": str(image_size)})
         os.replace(tmp, path)  # atomic: a killed run never leaves a truncated cache file behind
         return CachedLatents(mean, std, key)

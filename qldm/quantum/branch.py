@@ -95,9 +95,7 @@ class BranchExecutor(Executor):
 def _data_observable(op: SparsePauliOp, keep: list[int], spec: CircuitSpec) -> SparsePauliOp:
     drop = [q for q in range(spec.num_qubits) if q not in keep]
     if op.paulis.x[:, drop].any() or op.paulis.z[:, drop].any():
-        raise ValueError(
-            f"{spec.name}: the branch executor needs observables that act as identity on ancillas"
-        )
+        raise ValueError(f"{spec.name}: the branch executor needs observables that act as identity on ancillas")
     paulis = PauliList.from_symplectic(op.paulis.z[:, keep], op.paulis.x[:, keep], op.paulis.phase)
     return SparsePauliOp(paulis, op.coeffs)
 
@@ -152,7 +150,5 @@ class _BranchProgram:
             bits = torch.randint(0, 2, (b * k, a), device=dev).bool()  # (B*K, a)  global RNG: checkpoint-safe
         angles = self.compiled.angles(x, w).repeat_interleave(k, dim=0)  # (B*K, A)
         prefix, mats = self.engine.plan.matrices(angles, bits, _COMPLEX[self.executor.dtype])
-        out = run_plan(
-            self.engine, prefix, mats, b * k, self.chunk_size, self.executor.cache_bytes
-        )  # (B*K, n_obs)
+        out = run_plan(self.engine, prefix, mats, b * k, self.chunk_size, self.executor.cache_bytes)  # (B*K, n_obs)
         return out.view(b, k, -1).mean(dim=1).to(device=inputs.device)  # (B, n_obs)

@@ -82,16 +82,12 @@ def trig_basis(gate_name: str, num_params: int) -> TrigBasis:
         coef = np.moveaxis(np.tensordot(kernel, coef, axes=([1], [axis])), 0, axis)
     flat = coef.reshape(-1, d, d)
     keep = np.abs(flat).max(axis=(1, 2)) > 1e-12
-    freqs = np.array(list(itertools.product(_FREQS, repeat=num_params)), dtype=np.int64).reshape(
-        -1, num_params
-    )
+    freqs = np.array(list(itertools.product(_FREQS, repeat=num_params)), dtype=np.int64).reshape(-1, num_params)
     basis = TrigBasis(freqs=freqs[keep], coeffs=flat[keep])
     probe = tuple(np.random.default_rng(7).uniform(-3, 3, num_params))
     fitted = np.einsum("t,tij->ij", np.exp(1j * basis.freqs @ np.asarray(probe) / 2), basis.coeffs)
     if not np.allclose(fitted, matrix(probe), atol=1e-10):
-        raise UnsupportedInstructionError(
-            f"gate {gate_name!r} is not a trigonometric polynomial the executor handles"
-        )
+        raise UnsupportedInstructionError(f"gate {gate_name!r} is not a trigonometric polynomial the executor handles")
     return basis
 
 
@@ -110,9 +106,7 @@ class GateOp:
         """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B,
         n_angles)``."""
         if self.basis is None:
-            return torch.as_tensor(
-                self.matrix, dtype=cdtype, device=angles.device if angles is not None else None
-            )
+            return torch.as_tensor(self.matrix, dtype=cdtype, device=angles.device if angles is not None else None)
         theta = angles[:, list(self.slots)]  # (B, p)
         k = torch.as_tensor(self.basis.freqs, dtype=theta.dtype, device=theta.device)  # (T, p)
         phase = torch.polar(torch.ones((), dtype=theta.dtype, device=theta.device), theta @ k.T / 2)  # (B, T)
@@ -162,9 +156,7 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
             try:
                 ops.append(GateOp(op.name, qubits, matrix=np.array(op.to_matrix(), dtype=complex)))
             except Exception as err:  # noqa: BLE001 - qiskit raises several types for gates without a matrix
-                raise UnsupportedInstructionError(
-                    f"{spec.name}: gate {op.name!r} has no matrix: {err}"
-                ) from err
+                raise UnsupportedInstructionError(f"{spec.name}: gate {op.name!r} has no matrix: {err}") from err
             continue
         basis = trig_basis(op.name, len(op.params))
         slots = tuple(range(len(exprs), len(exprs) + len(op.params)))
@@ -174,14 +166,10 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
     token_dependent = tuple(
         isinstance(e, ParameterExpression) and any(p in inputs for p in e.parameters) for e in exprs
     )
-    return CompiledSpec(
-        spec, circuit.num_qubits, tuple(ops), angle_function(exprs, spec), len(exprs), token_dependent
-    )
+    return CompiledSpec(spec, circuit.num_qubits, tuple(ops), angle_function(exprs, spec), len(exprs), token_dependent)
 
 
-def apply_gate(
-    state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int
-) -> torch.Tensor:
+def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
     """Apply a k-qubit gate to a batch of statevectors.
 
     Args:
@@ -195,9 +183,7 @@ def apply_gate(
         The new state, ``(B, 2**num_wires)``.
     """
     b, k = state.shape[0], len(qubits)
-    axes = [
-        1 + num_wires - 1 - q for q in reversed(qubits)
-    ]  # tensor axis of each qubit, most significant first
+    axes = [1 + num_wires - 1 - q for q in reversed(qubits)]  # tensor axis of each qubit, most significant first
     psi = state.reshape((b,) + (2,) * num_wires)
     rest = [a for a in range(1, num_wires + 1) if a not in axes]
     psi = psi.permute([0] + rest + axes).reshape(b, -1, 2**k)  # (B, R, d)

@@ -61,9 +61,7 @@ def check_inputs(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor)
         ValueError: On a wrong feature width, a wrong weight count, or NaN/inf values, naming the problem.
     """
     if inputs.dim() != 2 or inputs.shape[1] != spec.num_inputs:
-        raise ValueError(
-            f"{spec.name}: expected inputs of shape (batch, {spec.num_inputs}), got {tuple(inputs.shape)}"
-        )
+        raise ValueError(f"{spec.name}: expected inputs of shape (batch, {spec.num_inputs}), got {tuple(inputs.shape)}")
     if weights.shape != (spec.num_weights,):
         raise ValueError(f"{spec.name}: expected {spec.num_weights} weights, got shape {tuple(weights.shape)}")
     if not torch.isfinite(inputs).all():

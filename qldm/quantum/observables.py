@@ -44,9 +44,7 @@ class PauliReadout:
                 data = np.asarray(mat.data)[np.argsort(mat.indices[mat.indptr[:-1]] ^ xmask)]
                 table = tables.setdefault(xmask, np.zeros((2**num_wires, len(observables)), dtype=complex))
                 table[:, k] += coeff * data[idx ^ xmask]  # E_x[j, k] += c * phase(j ^ x)
-        self.groups = [
-            (x, idx ^ x, t.real.copy() if np.allclose(t.imag, 0) else t) for x, t in sorted(tables.items())
-        ]
+        self.groups = [(x, idx ^ x, t.real.copy() if np.allclose(t.imag, 0) else t) for x, t in sorted(tables.items())]
         self.diagonal = all(x == 0 for x, _, _ in self.groups)
         self._cache: dict = {}
 

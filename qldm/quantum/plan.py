@@ -46,9 +46,7 @@ class BlockGate:
         if self.freqs is None:
             m = c[:1]  # (1, d, d)
         else:
-            theta = (
-                angles[:, list(self.slots)] if self.token_dependent else angles[:1, list(self.slots)]
-            )  # (R|1, p)
+            theta = angles[:, list(self.slots)] if self.token_dependent else angles[:1, list(self.slots)]  # (R|1, p)
             k = torch.as_tensor(self.freqs, dtype=theta.dtype, device=dev)  # (T, p)
             phase = torch.polar(torch.ones_like(theta[:, :1]), theta @ k.T / 2)  # (R|1, T)
             m = torch.einsum("rt,tij->rij", phase.to(cdtype), c)  # (R|1, d, d)
@@ -195,9 +193,7 @@ def build_plan(
             touched.update(qs)
             continue
         controls, targets, coeffs = _split_controls(op, set(masks))
-        bad = [q for q in targets if q not in plan_index] + [
-            q for q in controls if q not in plan_index | masks
-        ]
+        bad = [q for q in targets if q not in plan_index] + [q for q in controls if q not in plan_index | masks]
         if bad:
             raise ValueError(
                 f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as "

@@ -77,9 +77,7 @@ class TensorNetworkExecutor(Executor):
         if dtype not in _COMPLEX:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if int(chunk_size) < 1 or int(max_chunk_elements) < 1:
-            raise ValueError(
-                f"chunk_size and max_chunk_elements must be >= 1, got {chunk_size}, {max_chunk_elements}"
-            )
+            raise ValueError(f"chunk_size and max_chunk_elements must be >= 1, got {chunk_size}, {max_chunk_elements}")
         if optimize not in _OPTIMIZERS:
             raise ValueError(f"unknown contraction optimiser {optimize!r}; choose one of {_OPTIMIZERS}")
         self.dtype, self.device, self.chunk_size, self.optimize = dtype, device, int(chunk_size), optimize
@@ -127,9 +125,7 @@ class TensorNetworkProgram:
         if key not in self._const:
             net = self.network
             gates = {
-                g: gate_tensor(gate, None, cdtype).to(device)
-                for g, gate in enumerate(net.gates)
-                if not gate.batched
+                g: gate_tensor(gate, None, cdtype).to(device) for g, gate in enumerate(net.gates) if not gate.batched
             }
             leaves = {}
             for i, leaf in enumerate(net.leaves):
@@ -137,9 +133,7 @@ class TensorNetworkProgram:
                     leaves[i] = torch.as_tensor(leaf.const, dtype=cdtype, device=device)
                 elif leaf.gate is not None and leaf.gate in gates:
                     leaves[i] = gates[leaf.gate].conj() if leaf.conj else gates[leaf.gate]
-            factors = [
-                [torch.as_tensor(f, dtype=cdtype, device=device) for f in g.factors] for g in net.groups
-            ]
+            factors = [[torch.as_tensor(f, dtype=cdtype, device=device) for f in g.factors] for g in net.groups]
             coeffs = torch.as_tensor(net.coeffs, dtype=cdtype, device=device)
             self._const[key] = {"leaves": leaves, "nodes": {}, "factors": factors, "coeffs": coeffs}
         return self._const[key]
@@ -150,9 +144,7 @@ class TensorNetworkProgram:
         angles = self.compiled.angles(inputs, weights)  # (B, A)
         batch = inputs.shape[0]
         gates = {  # per-token gates (B, legs...), weight-only gates evaluated once (legs...)
-            g: gate_tensor(gate, angles, cdtype)
-            if gate.per_token
-            else gate_tensor(gate, angles[:1], cdtype)[0]
+            g: gate_tensor(gate, angles, cdtype) if gate.per_token else gate_tensor(gate, angles[:1], cdtype)[0]
             for g, gate in enumerate(net.gates)
             if gate.batched
         }

@@ -257,9 +257,7 @@ def build_network(compiled: CompiledSpec) -> Network:
         wires = tuple(sorted({q for m in members for q in m.qubits}))
         local = {w: j for j, w in enumerate(wires)}
         placed = tuple((m, tuple(local[q] for q in m.qubits)) for m in members)
-        diag = tuple(
-            all(_is_diag(m, pos.index(j)) for m, pos in placed if j in pos) for j in range(len(wires))
-        )
+        diag = tuple(all(_is_diag(m, pos.index(j)) for m, pos in placed if j in pos) for j in range(len(wires)))
         labels: list[int] = []
         sliced = []
         for j, w in enumerate(wires):

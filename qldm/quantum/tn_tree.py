@@ -32,9 +32,7 @@ def _eq(operands: list[tuple[int, ...]], out: tuple[int, ...]) -> str:
         for x in labels:
             if x not in letter:
                 if len(letter) == len(_LETTERS):
-                    raise ValueError(
-                        "a pairwise contraction has more than 52 indices; the network is too wide"
-                    )
+                    raise ValueError("a pairwise contraction has more than 52 indices; the network is too wide")
                 letter[x] = _LETTERS[len(letter)]
     return ",".join("".join(letter[x] for x in o) for o in operands) + "->" + "".join(letter[x] for x in out)
 
@@ -89,9 +87,7 @@ class ContractionPlan:
                 cache[node] = values[-1]
         return values
 
-    def terms(
-        self, values: list[torch.Tensor], factors: list[list[torch.Tensor]], n_terms: int
-    ) -> torch.Tensor:
+    def terms(self, values: list[torch.Tensor], factors: list[list[torch.Tensor]], n_terms: int) -> torch.Tensor:
         """``(B, n_terms)`` complex term values from the forward ``values`` and each group's slot factors."""
         batch = values[-1].shape[0]
         env: dict[int, torch.Tensor] = {len(values) - 1: torch.ones_like(values[-1])}  # d root / d root
@@ -140,9 +136,7 @@ def plan_contraction(network: Network, optimize: str = "greedy", plan_batch: int
         for p in sorted(step, reverse=True):
             live.pop(p)
         if len(ids) < 2:
-            raise ValueError(
-                f"opt_einsum returned a single-tensor step {step}; use optimize='greedy' or 'dp'"
-            )
+            raise ValueError(f"opt_einsum returned a single-tensor step {step}; use optimize='greedy' or 'dp'")
         acc = ids[0]
         for k, other in enumerate(ids[1:]):
             rest = live + ids[k + 2 :]
