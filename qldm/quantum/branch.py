@@ -81,14 +81,17 @@ class BranchExecutor(Executor):
             "exact_if_at_most": self.exact_if_at_most,
         }
 
-    def compile(self, spec: CircuitSpec) -> _BranchProgram:
-        """Raises: ValueError if the spec's ancillas are not control-only ``|+>`` wires (see module
-        docstring), or if the data register is too wide for a statevector."""
+    def check_spec(self, spec: CircuitSpec) -> None:
         if len(spec.data_qubits) > self.max_data_qubits:
             raise ValueError(
                 f"{spec.name}: {len(spec.data_qubits)} data qubits exceed the branch executor's statevector limit "
                 f"of {self.max_data_qubits} (each branch simulates 2**n amplitudes); use the 'tensornet' executor"
             )
+
+    def compile(self, spec: CircuitSpec) -> _BranchProgram:
+        """Raises: ValueError if the spec's ancillas are not control-only ``|+>`` wires (see module docstring),
+        or if the data register is too wide for a statevector."""
+        self.check_spec(spec)
         return _BranchProgram(spec, self)
 
 

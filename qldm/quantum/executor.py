@@ -37,6 +37,14 @@ class Executor(ABC):
     name: ClassVar[str] = "executor"
     exact: ClassVar[bool] = True
 
+    def check_spec(self, spec: CircuitSpec) -> None:
+        """Refuse a spec this executor cannot run, before any work (the only place width limits live).
+
+        Raises:
+            ValueError: One line naming the limit and an executor that can run the spec.
+        """
+        return None  # no limit by default
+
     @abstractmethod
     def compile(self, spec: CircuitSpec) -> Program:
         """Prepare ``spec`` for repeated execution.

@@ -8,7 +8,7 @@ import torch
 
 from qldm.quantum.executor import Executor
 
-__all__ = ["EXECUTORS", "make_executor"]
+__all__ = ["EXECUTORS", "make_executor", "executor_class"]
 
 
 def _statevector(**kw: Any) -> Executor:
@@ -53,3 +53,14 @@ def make_executor(name: str, **options: Any) -> Executor:
     if isinstance(options.get("dtype"), str):
         options["dtype"] = getattr(torch, options["dtype"])
     return EXECUTORS[name](**options)
+
+
+def executor_class(name: str) -> type[Executor]:
+    """The class behind a registry name (for ``check_spec`` limits without building the executor's state).
+
+    Raises:
+        ValueError: On an unknown name, listing the valid ones.
+    """
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown quantum executor {name!r}; choose one of {sorted(EXECUTORS)}")
+    return type(EXECUTORS[name]())

@@ -277,12 +277,15 @@ class StatevectorExecutor(Executor):
     def describe(self) -> dict:
         return {"name": self.name, "dtype": str(self.dtype), "chunk_size": self.chunk_size}
 
-    def compile(self, spec: CircuitSpec) -> _StatevectorProgram:
+    def check_spec(self, spec: CircuitSpec) -> None:
         if spec.num_qubits > self.max_wires:
             raise ValueError(
                 f"{spec.name}: {spec.num_qubits} wires exceed the statevector limit of {self.max_wires}; "
                 "use the 'tensornet' or 'branch' executor"
             )
+
+    def compile(self, spec: CircuitSpec) -> _StatevectorProgram:
+        self.check_spec(spec)
         return _StatevectorProgram(spec, self)
 
 
