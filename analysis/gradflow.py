@@ -92,20 +92,20 @@ class GradFlowRecorder:
 def tiny_model(*, n_qubits: int = 3, seed: int = 0, quantum_blocks: str = "all"):
     """A small ``QLDMUNet`` (8x8 latents, two levels, Q-FFN in ``quantum_blocks``) with its
     ``ModelConfig``."""
-    from qldm.models.config import ModelConfig
+    from qldm.models.config import ModelConfig, QFFNConfig
     from qldm.models.unet import QLDMUNet
 
     torch.manual_seed(seed)
-    model = QLDMUNet(
-        sample_size=8,
-        block_channels=(16, 32),
+    cfg = ModelConfig(
+        unet_block_channels=(16, 32),
         attention_head_dim=8,
         attention_levels=(0, 1),
-        cross_attention_dim=16,
-        n_qubits=n_qubits,
+        text_dim=16,
         quantum_blocks=quantum_blocks,
+        qffn=QFFNConfig(n_qubits=n_qubits),
     )
-    return model, ModelConfig()
+    model = QLDMUNet(model=cfg.to_dict(), sample_size=8)
+    return model, cfg
 
 
 def synthetic_latents(batch: int, *, size: int = 8, channels: int = 4, seed: int = 0) -> torch.Tensor:
@@ -133,7 +133,7 @@ def train_steps(model, cfg, *, steps: int = 10, batch: int = 4, lr: float = 1e-3
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     rec = GradFlowRecorder(model)
     gen = torch.Generator().manual_seed(seed)
-    text = torch.randn(batch, 4, model.config.cross_attention_dim, generator=gen)
+    text = torch.randn(batch, 4, model.model_config.cross_attention_dim, generator=gen)
     model.train()
     for step in range(steps):
         latents = synthetic_latents(batch, size=model.config.sample_size, seed=seed + step)

@@ -137,12 +137,18 @@ class CircuitSpec:
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
-        """A stable hash of circuit, parameter order and observables, for caches and checkpoint checks."""
+        """A stable 16-hex-digit hash of what defines the computation, for caches and checkpoint checks.
+
+        It covers the circuit (as OpenQASM 3 text), the input and weight order, the observables and which wires
+        are data qubits and ancillas; not the name or the metadata, so two builds of the same circuit agree.
+        """
         # QPY embeds parameter UUIDs, which differ between two builds of the same circuit; QASM text does not.
         h = hashlib.sha256(qasm3.dumps(self.circuit).encode())
-        h.update("|".join(p.name for p in self.input_params + self.weight_params).encode())
+        inputs, weights = ("|".join(p.name for p in ps) for ps in (self.input_params, self.weight_params))
+        h.update(f"inputs={inputs};weights={weights}".encode())
         for obs in self.observables:
             h.update(repr(sorted(obs.to_list())).encode())
+        h.update(f"data={list(self.data_qubits)};ancillas={list(self.ancilla_qubits)}".encode())
         return h.hexdigest()[:16]
 
     def __repr__(self) -> str:

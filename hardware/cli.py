@@ -64,7 +64,11 @@ def _plan(args: argparse.Namespace) -> int:
     from qldm.config import make_preset
 
     cfg = make_preset(args.preset)
-    model = cfg.model if args.n_qubits is None else dataclasses.replace(cfg.model, n_qubits=args.n_qubits)
+    model = (
+        cfg.model
+        if args.n_qubits is None
+        else dataclasses.replace(cfg.model, qffn=dataclasses.replace(cfg.model.qffn, n_qubits=args.n_qubits))
+    )
     blocks = model.quantum_blocks if args.blocks == "preset" else args.blocks
     result = plan(
         model,

@@ -206,7 +206,10 @@ def plan(
 
     chosen = parse_steps(steps, total_steps)
     spec = qffn_circuit(
-        model_cfg.n_qubits, model_cfg.n_qubit_layers, ancillas=model_cfg.ancillas, readout=model_cfg.readout
+        model_cfg.qffn.n_qubits,
+        model_cfg.qffn.n_layers,
+        ancillas=model_cfg.qffn.ancillas,
+        readout=model_cfg.qffn.readout,
     )
     resolved = resolve_backend(backend_name)
     tr = Transpiler(resolved, optimization_level=optimization_level)

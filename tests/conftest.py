@@ -104,3 +104,36 @@ def random_spec(seed: int, num_qubits: int = 4, num_gates: int = 24, num_inputs:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# ================================================================================================================
+# Micro configs (shared by the model, training and CLI tests; owned with the config code)
+# ================================================================================================================
+
+
+def micro_model(*, qffn: dict | None = None, **changes):
+    """The ``micro`` preset's model at 16 px (8x8 latents, 16-channel text tokens), for tests without data.
+
+    Args:
+        qffn: Changes to the nested Q-FFN config, e.g. ``{"n_qubits": 3}``.
+        **changes: Changes to other ``ModelConfig`` fields.
+
+    Returns:
+        A ``ModelConfig`` (not validated: tests check the errors of bad ones).
+    """
+    import dataclasses
+
+    from qldm.config import make_preset
+
+    base = make_preset("micro").model
+    # the ModelConfig default epsilon target (the micro run uses tiny's v-prediction); 12 text tokens
+    base = dataclasses.replace(base, image_size=16, max_text_length=12, prediction_type="epsilon")
+    return dataclasses.replace(base, qffn=dataclasses.replace(base.qffn, **(qffn or {})), **changes)
+
+
+@pytest.fixture
+def micro_run():
+    """A fresh ``micro`` run config (32 px procedural faces, one epoch)."""
+    from qldm.config import make_preset
+
+    return make_preset("micro")

@@ -1,5 +1,4 @@
-"""``qldm train`` / ``train-vae`` / ``sample`` end to end on a micro config, and one-line errors for bad
-input."""
+"""``qldm train`` / ``train-vae`` / ``sample`` end to end on the micro preset, and one-line errors for bad input."""
 
 from __future__ import annotations
 
@@ -11,33 +10,13 @@ from PIL import Image
 
 from qldm.cli import main
 
-MICRO = [
-    "data.limit=16",
-    "model.vae_block_channels=8,16",
-    "model.unet_block_channels=16,32",
-    "model.attention_head_dim=8",
-    "model.text_dim=16",
-    "model.text_layers=1",
-    "model.text_heads=2",
-    "model.n_qubits=2",
-    "train.vae_epochs=1",
-    "train.batch_size=8",
-    "train.vae_batch_size=8",
-    "train.epochs=1",
-    "train.log_every=1",
-    "sample.steps=2",
-    "sample.seeds=0",
-]
-
-
-def _sets(items: list[str]) -> list[str]:
-    return [a for item in items for a in ("--set", item)]
+MICRO = ["--preset", "micro", "--set", "sample.seeds=0"]  # the micro preset, one sample seed
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "--preset", "tiny", *_sets(MICRO), "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", *MICRO, "--out", str(out), "--no-progress"]) == 0
     return out
 
 
@@ -114,7 +93,7 @@ def test_sample_from_run_and_from_checkpoint(run_dir, tmp_path):
 
 
 def test_sample_refuses_a_different_circuit(run_dir, tmp_path, capsys):
-    code = main(["sample", "--run", str(run_dir), "--set", "model.n_qubits=3", "--out", str(tmp_path / "x")])
+    code = main(["sample", "--run", str(run_dir), "--set", "model.qffn.n_qubits=3", "--out", str(tmp_path / "x")])
     assert code == 2
     err = capsys.readouterr().err
     assert "qldm sample: error:" in err and "n_qubits" in err and "checkpoint has 2, requested 3" in err
@@ -125,7 +104,7 @@ def test_sample_refuses_a_different_circuit(run_dir, tmp_path, capsys):
     [
         (["train", "--set", "train.nosuch=1"], "unknown config key 'train.nosuch'"),
         (["train", "--set", "train.epochs=many"], "train.epochs='many' is not an int"),
-        (["train", "--set", "model.n_qubits=13"], "needs 26 wires"),
+        (["train", "--set", "model.qffn.n_qubits=13"], "needs 26 wires"),
         (["train", "--preset", "huge"], "unknown preset 'huge'"),
         (["train-vae", "--set", "model.quantum_blocks=middle"], "quantum_blocks='middle'"),
         (["demo", "--set", "train.mixed_precision=fp8"], "is not one of ['no', 'fp16', 'bf16']"),
@@ -143,7 +122,7 @@ def test_data_folder_without_images_is_an_error(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    code = main(["train", *_sets(MICRO), "--set", f"data.source={empty}", "--out", str(tmp_path / "o")])
+    code = main(["train", *MICRO, "--set", f"data.source={empty}", "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
     assert "qldm train: error:" in err and "image" in err
@@ -177,12 +156,12 @@ def test_sample_runs_the_bottleneck_on_a_backend_for_chosen_steps(run_dir, tmp_p
 
 def test_train_vae_then_train_reuses_the_stage1_vae(tmp_path):
     out = tmp_path / "staged"
-    assert main(["train-vae", *_sets(MICRO), "--out", str(out), "--no-progress"]) == 0
+    assert main(["train-vae", *MICRO, "--out", str(out), "--no-progress"]) == 0
     cfg = json.loads((out / "run_config.json").read_text())
     scale = cfg["model"]["latent_scale"]
     assert scale > 0 and scale != 1.0 and (out / "vae" / "config.json").is_file()
     vae_mtime = (out / "vae" / "diffusion_pytorch_model.safetensors").stat().st_mtime
-    assert main(["train-vae", *_sets(MICRO), "--out", str(out)]) == 2  # never overwrites a trained VAE
+    assert main(["train-vae", *MICRO, "--out", str(out)]) == 2  # never overwrites a trained VAE
     args = [
         "train",
         "--config",

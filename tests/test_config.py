@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from qldm.config import (
-    PRESETS,
     RunConfig,
     apply_overrides,
     config_from_dict,
@@ -16,6 +15,7 @@ from qldm.config import (
     make_preset,
     save_config,
 )
+from qldm.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -31,10 +31,10 @@ def test_presets_validate_and_round_trip(name, tmp_path):
 def test_preset_settings():
     tiny, paper = make_preset("tiny"), make_preset("paper")
     assert tiny.data.source == "procedural" and tiny.model.quantum_blocks == "bottleneck"
-    assert 2 <= tiny.model.n_qubits <= 4 and tiny.model.quantum_executor == "statevector"
+    assert 2 <= tiny.model.qffn.n_qubits <= 4 and tiny.model.qffn.executor == "statevector"
     assert tiny.data.holdout  # the demo prompts combos training never showed
-    assert (paper.model.image_size, paper.model.n_qubits, paper.model.ancillas) == (128, 16, "per-qubit")
-    assert (paper.model.quantum_executor, paper.model.quantum_blocks) == ("tensornet", "all")
+    assert (paper.model.image_size, paper.model.qffn.n_qubits, paper.model.qffn.ancillas) == (128, 16, "per-qubit")
+    assert (paper.model.qffn.executor, paper.model.quantum_blocks) == ("tensornet", "all")
     assert (paper.train.lr_classical, paper.train.lr_quantum, paper.train.lr_gate) == (1e-4, 5e-4, 1e-6)
     assert (paper.train.batch_size, paper.train.ema_decay) == (64, 0.999)
     assert paper.model.latent_size == 16  # the original's 4x16x16 latents
@@ -53,7 +53,7 @@ def test_overrides_parse_each_type():
             "train.max_steps=none",  # Optional
             "data.limit=100",  # Optional[int] with a value
             "data.holdout=blue/long,pink/bob",  # tuple[str, ...]
-            "model.n_qubits=2",
+            "model.qffn.n_qubits=2",  # a nested section
             "model.unet_block_channels=32,64",  # tuple[int, ...]
             "sample.prompts=anime face",
             "name=mine",
@@ -61,7 +61,7 @@ def test_overrides_parse_each_type():
     )
     assert cfg.train.epochs == 3 and cfg.train.lr_quantum == 2.5e-3 and cfg.train.gradient_checkpointing is True
     assert cfg.train.mixed_precision == "bf16" and cfg.train.max_steps is None and cfg.data.limit == 100
-    assert cfg.data.holdout == ("blue/long", "pink/bob") and cfg.model.n_qubits == 2
+    assert cfg.data.holdout == ("blue/long", "pink/bob") and cfg.model.qffn.n_qubits == 2
     assert cfg.model.unet_block_channels == (32, 64) and cfg.sample.prompts == ("anime face",)
     assert cfg.name == "mine"
     # the input config is frozen and unchanged
@@ -81,7 +81,10 @@ def test_overrides_parse_each_type():
         ("nosuch.key=1", "unknown config key 'nosuch.key'"),
         ("epochs=3", "unknown config key 'epochs'"),
         ("train.epochs", "not of the form"),
-        ("model.n_qubits=20", "needs 40 wires"),  # cannot fit the statevector executor
+        ("model.qffn.n_qubits=20", "needs 40 wires"),  # cannot fit the statevector executor
+        ("model.n_qubits=3", "did you mean 'model.qffn.n_qubits'"),  # the key moved into the Q-FFN section
+        ("model.qffn=3", "is a section"),
+        ("model.qffn.executor_dtype=float16", "is not one of ['float32', 'float64']"),
         ("model.quantum_blocks=middle", "quantum_blocks='middle'"),
         ("train.epochs=0", "train.epochs must be >= 1"),
         ("train.ema_decay=1.5", "ema_decay"),
@@ -108,3 +111,27 @@ def test_unknown_preset_and_unknown_json_key(tmp_path):
 
 def test_default_runconfig_is_valid():
     assert isinstance(RunConfig().validate(), RunConfig)
+
+
+def test_executor_options_reach_the_executor():
+    cfg = apply_overrides(
+        make_preset("micro"),
+        ["model.qffn.executor=branch", "model.qffn.branch_samples=3", "model.qffn.executor_dtype=float64"],
+    )
+    executor = cfg.model.qffn.make_executor()
+    assert (executor.name, executor.samples, str(executor.dtype)) == ("branch", 3, "torch.float64")
+    tn = apply_overrides(make_preset("micro"), ["model.qffn.executor=tensornet", "model.qffn.tn_optimize=dp"])
+    assert tn.model.qffn.make_executor().describe()["optimize"] == "dp"
+    with pytest.raises(ValueError, match="optimiser"):
+        apply_overrides(make_preset("micro"), ["model.qffn.executor=tensornet", "model.qffn.tn_optimize=nope"])
+
+
+def test_nested_qffn_config_round_trips_and_names_unknown_nested_keys(tmp_path):
+    cfg = apply_overrides(make_preset("micro"), ["model.qffn.readout=local", "model.qffn.executor_chunk_size=64"])
+    save_config(cfg, tmp_path / "run_config.json")
+    back = load_config(tmp_path)
+    assert back == cfg and back.model.qffn.readout == "local" and back.model.unet_block_channels == (16, 32)
+    raw = config_to_dict(cfg)
+    raw["model"]["qffn"]["n_qbits"] = 2
+    with pytest.raises(ValueError, match=r"model.qffn: unknown keys \['n_qbits'\]"):
+        config_from_dict(raw)

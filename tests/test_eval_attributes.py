@@ -9,7 +9,7 @@ import torch
 from qldm.data import HAIR_COLORS, HAIR_PALETTE, default_anime_faces_path, load_hair_labels
 from qldm.eval.attributes import hair_colour_accuracy, judge_for_source
 from qldm.eval.sources import evaluation_prompts, reference_images, run_label
-from qldm.models import ModelConfig
+from qldm.models import ModelConfig, QFFNConfig
 
 
 def test_procedural_judge_is_exact_on_matching_renders_and_near_chance_on_shuffled_prompts():
@@ -77,10 +77,11 @@ def test_captioner_judge_on_hand_labelled_real_faces_reproduces_the_captioner_ac
         ({}, "quantum"),
         ({"quantum_blocks": "none"}, "none"),
         ({"quantum_blocks": "none", "match_params": True}, "none (matched params)"),
-        ({"qffn_branch": "mlp"}, "mlp control"),
-        ({"qffn_branch": "shuffled"}, "shuffled control"),
-        ({"gate_init": 0.0, "gate_trainable": False}, "lambda=0 control"),
-        ({"gate_init": 0.0}, "quantum"),  # a trainable gate that starts at 0 is still the quantum model
+        ({"qffn": QFFNConfig(branch="mlp")}, "mlp control"),
+        ({"qffn": QFFNConfig(branch="shuffled")}, "shuffled control"),
+        ({"qffn": QFFNConfig(gate_init=0.0, gate_trainable=False)}, "lambda=0 control"),
+        # a trainable gate that starts at 0 is still the quantum model
+        ({"qffn": QFFNConfig(gate_init=0.0)}, "quantum"),
     ],
 )
 def test_run_labels_follow_the_model_config(kw, label):

@@ -90,11 +90,11 @@ def test_evaluate_samples_saved_pipelines_and_groups_them(tmp_path):
     import dataclasses
 
     from qldm.config import RunConfig, make_preset, save_config
-    from qldm.models import ModelConfig, build_pipeline
+    from qldm.models import ModelConfig, QFFNConfig, build_pipeline
 
     tiny = ModelConfig(
         image_size=16, vae_block_channels=(8, 16), unet_block_channels=(16, 32), attention_head_dim=8,
-        text_dim=16, text_heads=2, text_layers=1, max_text_length=12, n_qubits=2,
+        text_dim=16, text_heads=2, text_layers=1, max_text_length=12, qffn=QFFNConfig(n_qubits=2),
     )  # fmt: skip
     base = make_preset("tiny")
     runs = []

@@ -202,10 +202,10 @@ def test_parse_steps_and_plan_token_count_matches_model():
     for bad in ("last:0", "9", "x"):
         with pytest.raises(ValueError):
             parse_steps(bad, 5)
-    from qldm.models.config import ModelConfig
+    from qldm.models.config import ModelConfig, QFFNConfig
     from qldm.models.unet import build_unet
 
-    cfg = ModelConfig(quantum_blocks="all", n_qubits=2)
+    cfg = ModelConfig(quantum_blocks="all", qffn=QFFNConfig(n_qubits=2))
     unet = build_unet(cfg).eval()
     seen = []
     for _, m in unet.quantum_modules():
@@ -220,10 +220,10 @@ def test_parse_steps_and_plan_token_count_matches_model():
 
 
 def test_attach_hardware_switches_executor_at_chosen_steps():
-    from qldm.models.config import ModelConfig
+    from qldm.models.config import ModelConfig, QFFNConfig
     from qldm.models.unet import build_unet
 
-    cfg = ModelConfig(quantum_blocks="bottleneck", n_qubits=2)
+    cfg = ModelConfig(quantum_blocks="bottleneck", qffn=QFFNConfig(n_qubits=2))
     unet = build_unet(cfg).eval()
     ((name, mod),) = unet.quantum_modules()
     exact = mod.quantum.executor

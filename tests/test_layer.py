@@ -10,7 +10,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from circuits import qffn_circuit
 from circuits.spec import CircuitSpec
-from qldm.qffn import QuantumFeedForward
+from qldm.qffn import QFFNConfig, QuantumFeedForward
 from qldm.quantum import UnsupportedInstructionError
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.statevector import StatevectorExecutor
@@ -60,7 +60,7 @@ def test_unsupported_instruction_named(inst):
 
 def _qffn(**kw):
     torch.manual_seed(0)
-    return QuantumFeedForward(6, 3, executor=StatevectorExecutor(dtype=F64), **kw).double()
+    return QuantumFeedForward(6, config=QFFNConfig(n_qubits=3, **kw), executor=StatevectorExecutor(dtype=F64)).double()
 
 
 def test_qffn_gradients_of_weights_and_gate_match_finite_differences():

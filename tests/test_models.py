@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import micro_model
 
 from qldm.models import (
     CircuitMismatchError,
@@ -22,22 +23,8 @@ from qldm.qffn import QuantumFeedForward
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.statevector import StatevectorExecutor
 
-# one layer per level, 2 heads of 8 channels at level 0, 8x8 latents, 2 data qubits (4 wires)
-TINY = ModelConfig(
-    image_size=16,
-    vae_block_channels=(8, 16),
-    unet_block_channels=(16, 32),
-    attention_head_dim=8,
-    text_dim=16,
-    text_heads=2,
-    text_layers=1,
-    max_text_length=8,
-    n_qubits=2,
-)
-
-
-def tiny(**kw) -> ModelConfig:
-    return ModelConfig.from_dict({**TINY.to_dict(), **kw})
+# the micro model: one layer per level, 2 heads of 8 channels at level 0, 8x8 latents, 2 data qubits (4 wires)
+tiny = micro_model
 
 
 def inputs(batch: int = 2, seed: int = 0):
@@ -65,10 +52,10 @@ def test_config_json_round_trip_keeps_tuples():
 @pytest.mark.parametrize(
     ("kw", "needle"),
     [
-        ({"n_qubits": 13}, "tensornet"),  # 26 wires with per-qubit ancillas
+        ({"qffn": {"n_qubits": 13}}, "tensornet"),  # 26 wires with per-qubit ancillas
         ({"quantum_blocks": "middle"}, "quantum_blocks"),
         ({"image_size": 18}, "divisible"),
-        ({"quantum_executor": "magic"}, "quantum_executor"),
+        ({"qffn": {"executor": "magic"}}, "qffn.executor"),
         ({"attention_levels": (2,)}, "attention_levels"),
         ({"match_params": True}, "match_params"),
         ({"text_encoder": "some/t5", "train_text_encoder": True}, "frozen"),
@@ -83,7 +70,7 @@ def test_config_validate_names_the_problem(kw, needle):
 def test_config_rejects_unknown_fields_and_accepts_big_circuits_on_tensornet():
     with pytest.raises(ValueError, match="n_qbits"):
         ModelConfig.from_dict({"n_qbits": 4})
-    assert tiny(n_qubits=16, quantum_executor="tensornet").validate().num_wires == 32
+    assert tiny(qffn={"n_qubits": 16, "executor": "tensornet"}).validate().qffn.spec().num_qubits == 32
 
 
 # -------------------------------------------------------------------------------------------------- U-Net
@@ -103,7 +90,7 @@ def test_paper_layout_has_the_original_11_transformer_blocks():
     # 4 levels, 2 layers per block, transformers at the 2nd and 3rd level and in the mid block (original code)
     cfg = tiny(
         image_size=64, unet_block_channels=(8, 16, 16, 32), attention_levels=(1, 2), layers_per_block=2,
-        quantum_blocks="all", n_qubits=1,
+        quantum_blocks="all", qffn={"n_qubits": 1},
     )  # fmt: skip
     assert len(build_unet(cfg).quantum_modules()) == 11
 
@@ -227,9 +214,13 @@ def test_set_quantum_executor_and_circuit_compatibility():
     saved = unet.circuit_metadata()
     check_circuit_compatible(saved, tiny(quantum_blocks="all").circuit_metadata())  # same circuit: passes
     with pytest.raises(CircuitMismatchError, match=r"n_qubits: checkpoint has 2, requested 3.*ancillas"):
-        check_circuit_compatible(saved, {"n_qubits": 3, "n_qubit_layers": 2, "ancillas": "shared"})
-    with pytest.raises(ValueError, match="n_qubit_layers"):
-        check_circuit_compatible(saved, {"n_qubit_layers": 5})
+        check_circuit_compatible(saved, {"n_qubits": 3, "n_layers": 2, "ancillas": "shared"})
+    with pytest.raises(ValueError, match="n_layers"):
+        check_circuit_compatible(saved, {"n_layers": 5})
+    # the fingerprint decides: a different circuit under the same builder arguments is refused too
+    other = tiny(quantum_blocks="all", qffn={"readout": "local"}).circuit_metadata()
+    with pytest.raises(CircuitMismatchError, match="fingerprint"):
+        check_circuit_compatible(saved, {"fingerprint": other["fingerprint"]})
 
 
 # ---------------------------------------------------------------------------------------------- diffusion

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import micro_model
 
 from qldm.models import (
     LatentCache,
-    ModelConfig,
     QLDMPipeline,
     TextEncoder,
     build_pipeline,
@@ -20,22 +20,10 @@ from qldm.models import (
     measure_latent_scale,
 )
 
-TINY = ModelConfig(
-    image_size=16,
-    vae_block_channels=(8, 16),
-    unet_block_channels=(16, 32),
-    attention_head_dim=8,
-    text_dim=16,
-    text_heads=2,
-    text_layers=1,
-    max_text_length=12,
-    n_qubits=2,
-)
 PROMPTS = ["blue hair", "red hair, short"]
 
 
-def tiny(**kw) -> ModelConfig:
-    return ModelConfig.from_dict({**TINY.to_dict(), **kw})
+tiny = micro_model  # 16 px, VAE x2 (8x8x4 latents), 16-channel text tokens, 2 data qubits
 
 
 @pytest.fixture(scope="module")

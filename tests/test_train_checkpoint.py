@@ -138,3 +138,33 @@ def test_ema_decay_zero_copies_weights_and_shadow_updates():
     ema.step(model.parameters())
     for s, o, p in zip(ema.shadow_params, old, model.parameters()):
         torch.testing.assert_close(s, d * o + (1 - d) * p.detach())
+
+
+def test_checkpoint_records_circuit_and_executor_and_refuses_another_circuit(tmp_path):
+    from conftest import micro_model
+
+    from qldm.models import CircuitMismatchError, build_unet
+
+    def parts(**qffn):
+        torch.manual_seed(0)
+        unet = build_unet(micro_model(qffn=qffn))
+        opt = torch.optim.AdamW(unet.parameters(), lr=1e-3)
+        return unet, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), EMAModel(unet.parameters())
+
+    unet, opt, sched, ema = parts()
+    path = save_checkpoint(
+        tmp_path, position=Position(1, 0, 1), cfg=make_preset("micro"), unet=unet, ema=ema, optimizer=opt,
+        lr_scheduler=sched, generator=None,
+    )  # fmt: skip
+    quantum = torch.load(path / "state.pt", weights_only=False)["quantum"]
+    assert quantum["circuit"] == unet.circuit_metadata() and quantum["circuit"]["fingerprint"]
+    (name, described), *_ = quantum["executors"].items()
+    assert name.endswith(".ff") and described["name"] == "statevector" and "dtype" in described
+    same, o1, s1, e1 = parts()
+    load_checkpoint(path, unet=same, ema=e1, optimizer=o1, lr_scheduler=s1, generator=None)  # same circuit: loads
+    # a local readout has exactly the same parameter shapes; only the fingerprint tells the circuits apart
+    other, o2, s2, e2 = parts(readout="local")
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(CircuitMismatchError, match="readout: checkpoint has 'ring', requested 'local'.*fingerprint"):
+        load_checkpoint(path, unet=other, ema=e2, optimizer=o2, lr_scheduler=s2, generator=None)
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())  # nothing was restored

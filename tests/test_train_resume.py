@@ -1,5 +1,4 @@
-"""Seeded training that is killed mid-epoch and resumed equals uninterrupted training, EMA and stochastic
-circuit on."""
+"""Seeded training killed mid-epoch and resumed equals uninterrupted training, with EMA and a stochastic circuit."""
 
 from __future__ import annotations
 
@@ -13,35 +12,18 @@ from qldm.config import apply_overrides, make_preset
 from qldm.train import train
 from qldm.train.checkpoint import latest_checkpoint
 
-# A micro model on 48 procedural 32 px faces: 6 steps per epoch, one epoch boundary inside the run.
-MICRO = [
-    "data.limit=48",
-    "model.vae_block_channels=8,16",
-    "model.unet_block_channels=16,32",
-    "model.attention_head_dim=8",
-    "model.text_dim=16",
-    "model.text_layers=1",
-    "model.text_heads=2",
-    "model.n_qubits=2",
-    "train.vae_epochs=1",
-    "train.batch_size=8",
-    "train.vae_batch_size=8",
-    "train.epochs=2",
-    "train.warmup_steps=2",
-    "train.log_every=1",
-    "sample.steps=2",
-]
+# The micro preset on 48 procedural 32 px faces: 6 steps per epoch, one epoch boundary inside the run.
+MICRO = ["data.limit=48", "train.epochs=2", "train.warmup_steps=2"]
 
 
 def _executor_override() -> list[str]:
-    """The stochastic executor: ``branch`` (sampled ancilla branches) when it exists, else shuffled
-    outputs."""
+    """The stochastic executor: ``branch`` (sampled ancilla branches) when it exists, else shuffled outputs."""
     try:
         import qldm.quantum.branch  # noqa: F401
 
-        return ["model.quantum_executor=branch"]
+        return ["model.qffn.executor=branch"]
     except ImportError:
-        return ["model.qffn_branch=shuffled"]
+        return ["model.qffn.branch=shuffled"]
 
 
 class _Killed(Exception):
@@ -58,7 +40,7 @@ def _losses(run_dir):
 
 def test_resume_mid_epoch_matches_uninterrupted(tmp_path):
     cfg = apply_overrides(
-        make_preset("tiny"),
+        make_preset("micro"),
         MICRO + _executor_override() + ["train.ema_decay=0.9", "train.checkpoint_every=2"],
     )
     full = train(cfg, tmp_path / "full", show_progress=False, export=False, samples=False)
@@ -93,7 +75,7 @@ def test_resume_mid_epoch_matches_uninterrupted(tmp_path):
 
 
 def test_resume_refuses_without_checkpoint_and_overwrite_without_resume(tmp_path):
-    cfg = apply_overrides(make_preset("tiny"), MICRO + ["train.max_steps=1"])
+    cfg = apply_overrides(make_preset("micro"), MICRO + ["train.max_steps=1"])
     with pytest.raises(ValueError, match="no checkpoint"):
         train(cfg, tmp_path / "r", resume=True, show_progress=False)
     train(cfg, tmp_path / "r", show_progress=False, export=False, samples=False)

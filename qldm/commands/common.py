@@ -26,7 +26,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, default_preset: str
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field, e.g. --set train.epochs=3 --set model.n_qubits=4 (repeatable)",
+        help="override a config field, e.g. --set train.epochs=3 --set model.qffn.n_qubits=4 (repeatable)",
     )
 
 

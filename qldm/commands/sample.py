@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="the circuit you expect (model.n_qubits, model.n_qubit_layers, model.ancillas, ...); "
+        help="the circuit you expect (model.qffn.n_qubits, model.qffn.n_layers, model.qffn.ancillas, ...); "
         "a checkpoint with a different circuit is an error",
     )
     hw = parser.add_argument_group("hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)")

@@ -42,18 +42,20 @@ def run_label(model: Any) -> str:
     """The comparison group of a run from its ``ModelConfig`` (or its dict).
 
     ``quantum_blocks="none"`` is the classical control (matched parameter count when ``match_params``);
-    ``qffn_branch="mlp"`` / ``"shuffled"`` are the circuit replaced by an n->n MLP / outputs shuffled across
-    tokens; a gate fixed at 0 (``gate_init=0``, ``gate_trainable=False``) is the lambda=0 control.
+    ``qffn.branch="mlp"`` / ``"shuffled"`` are the circuit replaced by an n->n MLP / outputs shuffled across
+    tokens; a gate fixed at 0 (``qffn.gate_init=0``, ``qffn.gate_trainable=False``) is the lambda=0 control.
     """
     get = model.get if isinstance(model, dict) else lambda k, d=None: getattr(model, k, d)
+    qffn = get("qffn") or {}
+    qget = qffn.get if isinstance(qffn, dict) else lambda k, d=None: getattr(qffn, k, d)
     if get("quantum_blocks") == "none":
         return "none (matched params)" if get("match_params", False) else "none"
-    branch = get("qffn_branch", "quantum")
+    branch = qget("branch", "quantum")
     if branch == "mlp":
         return "mlp control"
     if branch == "shuffled":
         return "shuffled control"
-    if not get("gate_trainable", True) and float(get("gate_init", 0.1)) == 0.0:
+    if not qget("gate_trainable", True) and float(qget("gate_init", 0.1)) == 0.0:
         return "lambda=0 control"
     return "quantum"
 

@@ -1,6 +1,6 @@
 """The latent diffusion model: config, VAE, text encoder, quantum U-Net, diffusion process and pipeline."""
 
-from qldm.models.config import QFFN_BRANCHES, QUANTUM_BLOCKS, ModelConfig
+from qldm.models.config import ModelConfig, QFFNConfig
 from qldm.models.diffusion import (
     SAMPLERS,
     diffusion_loss,
@@ -10,15 +10,7 @@ from qldm.models.diffusion import (
 )
 from qldm.models.pipeline import QLDMPipeline, build_pipeline
 from qldm.models.text import TextEncoder, build_text_encoder
-from qldm.models.unet import (
-    CIRCUIT_FIELDS,
-    CircuitMismatchError,
-    FeedForward,
-    QLDMUNet,
-    build_unet,
-    check_circuit_compatible,
-    unet_kwargs,
-)
+from qldm.models.unet import CircuitMismatchError, FeedForward, QLDMUNet, build_unet, check_circuit_compatible
 from qldm.models.vae import (
     CachedLatents,
     LatentCache,
@@ -31,8 +23,7 @@ from qldm.models.vae import (
 
 __all__ = [
     "ModelConfig",
-    "QUANTUM_BLOCKS",
-    "QFFN_BRANCHES",
+    "QFFNConfig",
     "build_vae",
     "measure_latent_scale",
     "encode_images",
@@ -45,10 +36,8 @@ __all__ = [
     "QLDMUNet",
     "FeedForward",
     "build_unet",
-    "unet_kwargs",
     "check_circuit_compatible",
     "CircuitMismatchError",
-    "CIRCUIT_FIELDS",
     "make_train_scheduler",
     "make_sample_scheduler",
     "diffusion_loss",

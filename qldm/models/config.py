@@ -1,28 +1,21 @@
 """``ModelConfig``: every architectural and diffusion choice of the latent diffusion model, typed and checked.
 
-The defaults are the ``tiny`` CPU preset's model (32 px images, a small VAE and T5 built from config, 4 data
-qubits in the U-Net bottleneck). Run presets (``qldm/config.py``) override fields;
+The defaults are the ``tiny`` CPU preset's model (32 px images, a small VAE and T5 built from config, 4 data qubits
+in the U-Net bottleneck). The Q-FFN settings are one nested :class:`~qldm.qffn.QFFNConfig` (``model.qffn.*``),
+passed whole to every ``QuantumFeedForward``. Run presets (``qldm/presets.py``) override fields;
 :meth:`ModelConfig.validate` gives one clear ``ValueError`` per bad setting before anything is built.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-__all__ = ["ModelConfig", "QUANTUM_BLOCKS", "QFFN_BRANCHES"]
+from qldm.config_io import check_choices, from_dict, to_dict
+from qldm.qffn import QFFNConfig
 
-QUANTUM_BLOCKS = ("none", "bottleneck", "all")
-QFFN_BRANCHES = ("quantum", "mlp", "shuffled")
-_ANCILLAS = ("per-qubit", "shared", "none")
-_READOUTS = ("ring", "local")
-_WEIGHT_INITS = ("uniform", "small")
-_PREDICTIONS = ("epsilon", "v_prediction")
-_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-_STATEVECTOR_MAX_WIRES = 24  # 2**24 complex64 amplitudes = 128 MiB per token: the practical limit of a statevector
+__all__ = ["ModelConfig", "QFFNConfig"]
 
 
 @dataclass(frozen=True)
@@ -32,33 +25,30 @@ class ModelConfig:
     Attributes (groups):
         image_size, image_channels: Pixel space (square images).
         vae: ``"tiny"`` (an ``AutoencoderKL`` built from ``vae_block_channels``) or a local path / hub id of a
-            pretrained one. For a pretrained VAE, ``vae_block_channels`` must have as many entries as its
-            levels (it fixes the downsampling factor) and ``latent_channels`` must match; ``build_vae`` checks
-            both.
+            pretrained one. For a pretrained VAE, ``vae_block_channels`` must have as many entries as its levels (it
+            fixes the downsampling factor) and ``latent_channels`` must match; ``build_vae`` checks both.
         latent_scale: Multiplier that brings latents to unit standard deviation, measured on the data with
             ``measure_latent_scale`` (Stable Diffusion's 0.18215 was found the same way) and stored here.
-        text_encoder: ``"tiny"`` (a small ``T5EncoderModel`` from ``T5Config`` with the file-free ByT5
-            tokenizer) or a path / hub id (e.g. ``google-t5/t5-small``), loaded with ``AutoTokenizer``.
-            ``text_dim`` must equal the encoder's hidden size; it is the U-Net's cross-attention width.
-        train_text_encoder: Default False. The tiny encoder is then a fixed, seeded random feature map of the
-            caption bytes (saved with the pipeline); the U-Net's cross-attention learns to read it, and
-            captions can be encoded once and cached. Pretrained encoders are always frozen (``validate``
-            refuses True).
-        unet_block_channels, layers_per_block, attention_head_dim, attention_levels: U-Net levels, residual
-            layers per level, channels per attention head, and which levels (0 = full latent resolution) carry
-            cross-attention transformer blocks. The mid block always carries one.
-        quantum_blocks: Where ``QuantumFeedForward`` replaces the FFN: ``"none"`` (classical control),
-            ``"bottleneck"`` (mid block only, the original README's claim) or ``"all"`` (every transformer
-            block, what the original code does).
-        n_qubits ... weight_init: The Q-FFN and its circuit (see ``circuits.qffn_circuit`` and
-            ``QuantumFeedForward``).
+        text_encoder: ``"tiny"`` (a small ``T5EncoderModel`` from ``T5Config`` with the file-free ByT5 tokenizer) or a
+            path / hub id (e.g. ``google-t5/t5-small``), loaded with ``AutoTokenizer``. ``text_dim`` must equal the
+            encoder's hidden size; it is the U-Net's cross-attention width.
+        train_text_encoder: Default False. The tiny encoder is then a fixed, seeded random feature map of the caption
+            bytes (saved with the pipeline); the U-Net's cross-attention learns to read it, and captions can be encoded
+            once and cached. Pretrained encoders are always frozen (``validate`` refuses True).
+        unet_block_channels, layers_per_block, attention_head_dim, attention_levels: U-Net levels, residual layers per
+            level, channels per attention head, and which levels (0 = full latent resolution) carry cross-attention
+            transformer blocks. The mid block always carries one.
+        quantum_blocks: Where ``QuantumFeedForward`` replaces the FFN: ``"none"`` (classical control), ``"bottleneck"``
+            (mid block only, the original README's claim) or ``"all"`` (every transformer block, what the original code
+            does).
+        qffn: The Q-FFN, its circuit and its executor (see :class:`~qldm.qffn.QFFNConfig`).
         match_params, match_blocks: With ``quantum_blocks="none"``, widen the FFNs of the ``match_blocks``
             ("bottleneck"/"all") blocks so the model has the quantum model's parameter count.
-        prediction_type, num_train_timesteps, beta_schedule, beta_start, beta_end: The DDPM process. The
-            default is the original's linear 1e-4..0.02 over 1000 steps (Ho et al. 2020), whose last step is
-            nearly pure noise, so samplers starting from N(0, I) match training.
-        cfg_dropout: Probability of replacing a caption by the empty one, per sample (classifier-free
-            guidance, Ho & Salimans 2022).
+        prediction_type, num_train_timesteps, beta_schedule, beta_start, beta_end: The DDPM process. The default is the
+            original's linear 1e-4..0.02 over 1000 steps (Ho et al. 2020), whose last step is nearly pure noise, so
+            samplers starting from N(0, I) match training.
+        cfg_dropout: Probability of replacing a caption by the empty one, per sample (classifier-free guidance, Ho &
+            Salimans 2022).
         attention_dropout: Dropout on the attention outputs of the transformer blocks (training mode only).
     """
 
@@ -84,23 +74,15 @@ class ModelConfig:
     attention_levels: tuple[int, ...] = (1,)
     ff_mult: int = 4
     attention_dropout: float = 0.0
-    # quantum feed-forward
-    quantum_blocks: str = "bottleneck"
-    n_qubits: int = 4
-    n_qubit_layers: int = 2
-    ancillas: str = "per-qubit"
-    readout: str = "ring"
-    quantum_executor: str = "statevector"
-    qffn_branch: str = "quantum"
-    gate_init: float = 0.1
-    gate_trainable: bool = True
-    weight_init: str = "uniform"
+    # quantum feed-forward: where it sits, the classical control, and the Q-FFN itself
+    quantum_blocks: Literal["none", "bottleneck", "all"] = "bottleneck"
     match_params: bool = False
-    match_blocks: str = "all"
+    match_blocks: Literal["bottleneck", "all"] = "all"
+    qffn: QFFNConfig = field(default_factory=QFFNConfig)
     # diffusion
-    prediction_type: str = "epsilon"
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
     num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     beta_start: float = 1e-4
     beta_end: float = 0.02
     cfg_dropout: float = 0.1
@@ -121,44 +103,33 @@ class ModelConfig:
         return self.image_size // self.vae_scale_factor
 
     @property
-    def num_wires(self) -> int:
-        """Circuit width: data qubits plus ancillas."""
-        extra = {"per-qubit": self.n_qubits, "shared": 1, "none": 0}.get(self.ancillas, 0)
-        return self.n_qubits + extra
+    def uses_circuit(self) -> bool:
+        """Whether the U-Net runs a circuit: some Q-FFN blocks, and not the ``mlp`` control."""
+        return self.quantum_blocks != "none" and self.qffn.uses_circuit
 
     def circuit_metadata(self) -> dict[str, Any]:
-        """The fields that make a checkpoint's circuit compatible (see ``check_circuit_compatible``)."""
-        return {
-            "n_qubits": self.n_qubits,
-            "n_qubit_layers": self.n_qubit_layers,
-            "ancillas": self.ancillas,
-            "readout": self.readout,
-            "quantum_blocks": self.quantum_blocks,
-        }
+        """What makes a checkpoint's circuit compatible (see ``check_circuit_compatible``).
+
+        The circuit builder's own arguments (``spec.metadata``, for readable messages), the block placement, and
+        the spec's fingerprint, which decides (None when no circuit runs).
+        """
+        spec = self.qffn.spec()
+        fingerprint = spec.fingerprint() if self.uses_circuit else None
+        return {"quantum_blocks": self.quantum_blocks, **spec.metadata, "fingerprint": fingerprint}
 
     # ----------------------------------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field (tuples become lists in JSON; ``from_dict`` restores them)."""
-        return dataclasses.asdict(self)
+        """JSON-able dict of every field, ``qffn`` nested (JSON turns tuples into lists; ``from_dict`` restores)."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            ValueError: On unknown keys (named in the message).
+            ValueError: On unknown keys (named in the message), also inside ``qffn``.
         """
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields: {sorted(names)}")
-        kwargs = {}
-        for key, value in data.items():
-            if typing.get_origin(hints[key]) is tuple and isinstance(value, list):
-                value = tuple(value)
-            kwargs[key] = value
-        return cls(**kwargs)
+        return from_dict(cls, data, where="model")
 
     # -------------------------------------------------------------------------------------------- validation
     def validate(self) -> ModelConfig:
@@ -167,23 +138,10 @@ class ModelConfig:
         Raises:
             ValueError: Naming the first bad field, its value and what would be valid.
         """
-        choices = {
-            "quantum_blocks": QUANTUM_BLOCKS,
-            "qffn_branch": QFFN_BRANCHES,
-            "ancillas": _ANCILLAS,
-            "readout": _READOUTS,
-            "weight_init": _WEIGHT_INITS,
-            "prediction_type": _PREDICTIONS,
-            "beta_schedule": _BETA_SCHEDULES,
-            "match_blocks": ("bottleneck", "all"),
-        }
-        for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(valid)}")
+        check_choices(self)
         positive = (
             "image_size image_channels vae_layers_per_block latent_channels text_dim text_layers text_heads "
-            "max_text_length layers_per_block attention_head_dim ff_mult n_qubits n_qubit_layers "
-            "num_train_timesteps"
+            "max_text_length layers_per_block attention_head_dim ff_mult num_train_timesteps"
         )
         for name in positive.split():
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -224,19 +182,6 @@ class ModelConfig:
             raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
         if self.match_params and self.quantum_blocks != "none":
             raise ValueError("match_params=True only applies to quantum_blocks='none' (the classical control)")
-        self._validate_executor()
+        # the executor's own check_spec decides whether it can run the circuit (width limits live there)
+        self.qffn.validate(check_executor=self.uses_circuit)
         return self
-
-    def _validate_executor(self) -> None:
-        from qldm.quantum.registry import EXECUTORS
-
-        if self.quantum_executor not in EXECUTORS:
-            raise ValueError(f"quantum_executor={self.quantum_executor!r} is not one of {sorted(EXECUTORS)}")
-        uses_circuit = self.quantum_blocks != "none" and self.qffn_branch != "mlp"
-        if uses_circuit and self.quantum_executor == "statevector" and self.num_wires > _STATEVECTOR_MAX_WIRES:
-            raise ValueError(
-                f"n_qubits={self.n_qubits} with ancillas={self.ancillas!r} needs {self.num_wires} wires; the "
-                f"statevector executor holds at most {_STATEVECTOR_MAX_WIRES} (2**wires amplitudes per "
-                "token). "
-                "Use quantum_executor='tensornet' (exact, linear in n for this circuit) or 'branch'"
-            )

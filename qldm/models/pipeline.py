@@ -80,8 +80,7 @@ class QLDMPipeline(DiffusionPipeline):
         Args:
             prompt: One prompt or a list.
             num_inference_steps: Sampler steps.
-            guidance_scale: CFG weight w in ``eps_u + w (eps_c - eps_u)``; 1 disables guidance (one U-Net
-                pass).
+            guidance_scale: CFG weight w in ``eps_u + w (eps_c - eps_u)``; 1 disables guidance (one U-Net pass).
             generator: Source of the initial noise (and of DDPM's per-step noise).
             output_type: ``"pil"`` (list of images), ``"np"`` ``(B, H, W, C)`` or ``"pt"`` ``(B, C, H, W)``,
                 in [0, 1]; ``"latent"`` returns the final scaled latents.
@@ -131,7 +130,7 @@ class QLDMPipeline(DiffusionPipeline):
         hidden, mask = self.encode_prompt(prompts, per_prompt, guided)  # (n, L, D), (n, L)
         hidden = hidden.to(dtype)
         b = len(prompts) * per_prompt
-        c, size = self.unet.config.in_channels, self.unet.config.sample_size
+        c, size = self.unet.model_config.latent_channels, self.unet.config.sample_size
         gen_device = generator.device if generator is not None else torch.device("cpu")
         latents = torch.randn((b, c, size, size), generator=generator, device=gen_device, dtype=torch.float32)
         latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma  # (B, c, h, w)

@@ -6,8 +6,8 @@ text, FFN, proj_out, as in Rombach et al. 2022). Afterwards every ``BasicTransfo
 by a ``QuantumFeedForward`` in the chosen blocks, and by the same classical FFN without the quantum branch
 elsewhere, so the ``none`` control differs from the quantum model by exactly the quantum branch. Because the
 replaced blocks are not what ``UNet2DConditionModel.from_pretrained`` would rebuild, the whole model is its
-own config-registered class: ``QLDMUNet.from_pretrained`` rebuilds the Q-FFNs from ``config.json`` and then
-loads the safetensors weights.
+own config-registered class: its ``config.json`` holds the whole ``ModelConfig`` (the Q-FFN config nested), from
+which ``QLDMUNet.from_pretrained`` rebuilds the Q-FFNs before it loads the safetensors weights.
 """
 
 from __future__ import annotations
@@ -20,25 +20,14 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
-from circuits.qffn import qffn_circuit
-from qldm.models.config import ModelConfig
+from qldm.models.config import ModelConfig, QFFNConfig
 from qldm.models.vae import norm_groups
 from qldm.qffn import QuantumFeedForward
 from qldm.quantum.executor import Executor
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.registry import make_executor
 
-__all__ = [
-    "QLDMUNet",
-    "FeedForward",
-    "build_unet",
-    "unet_kwargs",
-    "check_circuit_compatible",
-    "CircuitMismatchError",
-    "CIRCUIT_FIELDS",
-]
-
-CIRCUIT_FIELDS = ("n_qubits", "n_qubit_layers", "ancillas", "readout", "quantum_blocks")
+__all__ = ["QLDMUNet", "FeedForward", "build_unet", "check_circuit_compatible", "CircuitMismatchError"]
 
 
 class CircuitMismatchError(ValueError):
@@ -56,119 +45,75 @@ class FeedForward(nn.Module):
         return self.ffn(x)  # (B, L, d) -> (B, L, d)
 
 
-def _quantum_branch_params(d: int, *, n_qubits: int, n_layers: int, ancillas: str, readout: str, ff_mult: int) -> int:
+def _quantum_branch_params(d: int, *, qffn: QFFNConfig, ff_mult: int) -> int:
     """Parameters a Q-FFN adds to a classical FFN of width d: pre, circuit weights, post and the gate."""
-    spec = qffn_circuit(n_qubits, n_layers=n_layers, ancillas=ancillas, readout=readout)
-    h = ff_mult * d
-    pre = 2 * d + d * n_qubits + n_qubits  # LayerNorm(d), Linear(d, n)
-    post = n_qubits * h + h + h * d + d  # Linear(n, h), Linear(h, d)
-    return pre + spec.num_weights + post + 1
+    n, h = qffn.n_qubits, ff_mult * d
+    pre = 2 * d + d * n + n  # LayerNorm(d), Linear(d, n)
+    post = n * h + h + h * d + d  # Linear(n, h), Linear(h, d)
+    return pre + qffn.spec().num_weights + post + 1
 
 
 class QLDMUNet(ModelMixin, ConfigMixin):
     """Text-conditioned latent U-Net with quantum feed-forward layers.
 
-    Args (all keyword-only and JSON-able, stored in ``config.json``):
-        sample_size, in_channels: Latent size and channels.
-        block_channels, layers_per_block, attention_head_dim, attention_levels: U-Net levels (see
-            ``ModelConfig``).
-        cross_attention_dim: Width of the text tokens.
-        ff_mult: FFN hidden width multiplier.
-        attention_dropout: Dropout on every attention output (diffusers applies it in training mode only).
-        quantum_blocks, n_qubits, n_qubit_layers, ancillas, readout, quantum_executor, qffn_branch, gate_init,
-        gate_trainable, weight_init, match_params, match_blocks: The Q-FFNs (see ``ModelConfig``).
+    Args (keyword-only and JSON-able, stored in ``config.json``):
+        model: ``ModelConfig.to_dict()``: the U-Net levels, the Q-FFN placement and the nested Q-FFN config
+            are read from it (latent channels, cross-attention width = ``text_dim``, ...). None = the defaults.
+        sample_size: Latent side; None = ``ModelConfig.latent_size``.
+
+    Attributes:
+        model_config: The parsed :class:`ModelConfig`.
 
     Raises:
-        ValueError: On a bad option (unknown ``quantum_blocks``, executor, ...).
+        ValueError: On an unknown or invalid model field (see ``ModelConfig.validate``).
     """
 
     _supports_gradient_checkpointing = True
     _keep_in_fp32_modules = ["quantum"]  # circuit angles stay fp32 when loading in half precision
 
     @register_to_config
-    def __init__(
-        self,
-        *,
-        sample_size: int = 16,
-        in_channels: int = 4,
-        block_channels: tuple[int, ...] = (64, 128),
-        layers_per_block: int = 1,
-        attention_head_dim: int = 32,
-        attention_levels: tuple[int, ...] = (1,),
-        cross_attention_dim: int = 64,
-        ff_mult: int = 4,
-        attention_dropout: float = 0.0,
-        quantum_blocks: str = "bottleneck",
-        n_qubits: int = 4,
-        n_qubit_layers: int = 2,
-        ancillas: str = "per-qubit",
-        readout: str = "ring",
-        quantum_executor: str = "statevector",
-        qffn_branch: str = "quantum",
-        gate_init: float = 0.1,
-        gate_trainable: bool = True,
-        weight_init: str = "uniform",
-        match_params: bool = False,
-        match_blocks: str = "all",
-    ) -> None:
+    def __init__(self, *, model: dict[str, Any] | None = None, sample_size: int | None = None) -> None:
         super().__init__()
-        if quantum_blocks not in ("none", "bottleneck", "all"):
-            raise ValueError(f"quantum_blocks={quantum_blocks!r} is not one of ['none', 'bottleneck', 'all']")
-        block_channels, levels = tuple(block_channels), len(block_channels)
-        down = ["CrossAttnDownBlock2D" if i in attention_levels else "DownBlock2D" for i in range(levels)]
-        up = ["CrossAttnUpBlock2D" if i in attention_levels else "UpBlock2D" for i in reversed(range(levels))]
+        cfg = ModelConfig.from_dict(model or {}).validate()
+        sample_size = sample_size or cfg.latent_size
+        # store the complete config (defaults filled in), so config.json alone rebuilds this model
+        self.register_to_config(model=cfg.to_dict(), sample_size=sample_size)
+        self.model_config = cfg
+        block_channels, levels = tuple(cfg.unet_block_channels), len(cfg.unet_block_channels)
+        down = ["CrossAttnDownBlock2D" if i in cfg.attention_levels else "DownBlock2D" for i in range(levels)]
+        up = ["CrossAttnUpBlock2D" if i in cfg.attention_levels else "UpBlock2D" for i in reversed(range(levels))]
         self.unet = UNet2DConditionModel(
             sample_size=sample_size,
-            in_channels=in_channels,
-            out_channels=in_channels,
+            in_channels=cfg.latent_channels,
+            out_channels=cfg.latent_channels,
             down_block_types=tuple(down),
             up_block_types=tuple(up),
             mid_block_type="UNetMidBlock2DCrossAttn",
             block_out_channels=block_channels,
-            layers_per_block=layers_per_block,
+            layers_per_block=cfg.layers_per_block,
             norm_num_groups=norm_groups(block_channels),
-            cross_attention_dim=cross_attention_dim,
+            cross_attention_dim=cfg.cross_attention_dim,
             # diffusers' legacy name: this argument is the number of heads per level
-            attention_head_dim=tuple(c // attention_head_dim for c in block_channels),
+            attention_head_dim=tuple(c // cfg.attention_head_dim for c in block_channels),
         )
-        uses_circuit = quantum_blocks != "none" and qffn_branch != "mlp"
-        executor: Executor | str = make_executor(quantum_executor) if uses_circuit else quantum_executor
+        executor = cfg.qffn.make_executor() if cfg.uses_circuit else None  # one instance shared by all blocks
         for name, block in list(self.unet.named_modules()):  # a snapshot: the loop swaps submodules
             if not isinstance(block, BasicTransformerBlock):
                 continue
             d = block.norm3.normalized_shape[0]
             in_mid = name.startswith("mid_block.")
-            if quantum_blocks == "all" or (quantum_blocks == "bottleneck" and in_mid):
-                block.ff = QuantumFeedForward(
-                    d,
-                    n_qubits,
-                    n_layers=n_qubit_layers,
-                    ancillas=ancillas,
-                    readout=readout,
-                    executor=executor,
-                    ff_mult=ff_mult,
-                    gate_init=gate_init,
-                    weight_init=weight_init,
-                    branch=qffn_branch,
-                    gate_trainable=gate_trainable,
-                )
+            if cfg.quantum_blocks == "all" or (cfg.quantum_blocks == "bottleneck" and in_mid):
+                block.ff = QuantumFeedForward(d, config=cfg.qffn, executor=executor, ff_mult=cfg.ff_mult)
             else:
-                hidden = ff_mult * d
-                if match_params and quantum_blocks == "none" and (match_blocks == "all" or in_mid):
+                hidden = cfg.ff_mult * d
+                if cfg.match_params and cfg.quantum_blocks == "none" and (cfg.match_blocks == "all" or in_mid):
                     # widen by as many units as the quantum branch has parameters: each unit costs 2d + 1
-                    extra = _quantum_branch_params(
-                        d,
-                        n_qubits=n_qubits,
-                        n_layers=n_qubit_layers,
-                        ancillas=ancillas,
-                        readout=readout,
-                        ff_mult=ff_mult,
-                    )
+                    extra = _quantum_branch_params(d, qffn=cfg.qffn, ff_mult=cfg.ff_mult)
                     hidden += round(extra / (2 * d + 1))
                 block.ff = FeedForward(d, hidden=hidden)
             for attn in (block.attn1, block.attn2):
                 if attn is not None:
-                    attn.to_out[1].p = attention_dropout  # nn.Dropout after the output projection
+                    attn.to_out[1].p = cfg.attention_dropout  # nn.Dropout after the output projection
 
     def forward(
         self,
@@ -191,9 +136,9 @@ class QLDMUNet(ModelMixin, ConfigMixin):
         Raises:
             ValueError: On mismatching shapes.
         """
-        cfg = self.config
-        if sample.dim() != 4 or sample.shape[1] != cfg.in_channels:
-            raise ValueError(f"sample must be (B, {cfg.in_channels}, h, w), got {tuple(sample.shape)}")
+        cfg = self.model_config
+        if sample.dim() != 4 or sample.shape[1] != cfg.latent_channels:
+            raise ValueError(f"sample must be (B, {cfg.latent_channels}, h, w), got {tuple(sample.shape)}")
         if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[-1] != cfg.cross_attention_dim:
             raise ValueError(
                 f"encoder_hidden_states must be (B, L, {cfg.cross_attention_dim}), got "
@@ -219,13 +164,12 @@ class QLDMUNet(ModelMixin, ConfigMixin):
         return [(n, m) for n, m in self.named_modules() if isinstance(m, QuantumFeedForward)]
 
     def set_quantum_executor(self, executor: Executor | str, blocks: str | list[str] = "all") -> list[str]:
-        """Swap the executor of some Q-FFNs' circuits (e.g. exact in training, hardware for some steps at
-        sampling).
+        """Swap the executor of some Q-FFNs' circuits (e.g. exact in training, hardware for some sampling steps).
 
         Args:
-            executor: An executor or a registry name (one instance is shared by all chosen blocks).
-            blocks: ``"all"``, ``"bottleneck"`` (the mid block's) or a list of names from
-                :meth:`quantum_modules`.
+            executor: An executor, or a registry name (built with default options); one instance is shared by all
+                chosen blocks.
+            blocks: ``"all"``, ``"bottleneck"`` (the mid block's) or a list of names from :meth:`quantum_modules`.
 
         Returns:
             Names of the modules whose executor changed (the ``mlp`` control has no circuit and is skipped).
@@ -256,8 +200,7 @@ class QLDMUNet(ModelMixin, ConfigMixin):
         return changed
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Optimizer groups: ``quantum`` (circuit weights, pre, post), ``gate`` (the lambdas), ``classical``
-            (rest).
+        """Optimizer groups: ``quantum`` (circuit weights, pre, post), ``gate`` (the lambdas), ``classical`` (rest).
 
         Every parameter appears in exactly one group (the original trained them at 5e-4, 1e-6 and 1e-4).
         """
@@ -273,54 +216,39 @@ class QLDMUNet(ModelMixin, ConfigMixin):
         return {"classical": classical, "quantum": quantum, "gate": gate}
 
     def circuit_metadata(self) -> dict[str, Any]:
-        """The circuit settings a checkpoint was trained with, plus the block count and circuit
-        fingerprint."""
-        meta = {k: self.config[k] for k in CIRCUIT_FIELDS}
-        meta["qffn_branch"] = self.config.qffn_branch
+        """``ModelConfig.circuit_metadata`` with the fingerprint of the circuit actually built and the block count."""
+        meta = self.model_config.circuit_metadata()
         mods = self.quantum_modules()
-        meta["num_quantum_blocks"] = len(mods)
         layers = [m.quantum for _, m in mods if isinstance(m.quantum, QuantumLayer)]
         meta["fingerprint"] = layers[0].spec.fingerprint() if layers else None
+        meta["num_quantum_blocks"] = len(mods)
         return meta
+
+    def executor_descriptions(self) -> dict[str, dict]:
+        """``executor.describe()`` of every Q-FFN circuit, keyed by module name (for checkpoints)."""
+        return {
+            n: m.quantum.executor.describe() for n, m in self.quantum_modules() if isinstance(m.quantum, QuantumLayer)
+        }
 
 
 def check_circuit_compatible(saved: dict[str, Any], requested: dict[str, Any]) -> None:
     """Refuse a checkpoint whose circuit differs from the requested one.
 
-    Only the fields of ``CIRCUIT_FIELDS`` that ``requested`` sets (not None) are compared.
+    Both sides are ``circuit_metadata()`` dicts (or a part of one). Every key that ``requested`` sets (not None)
+    is compared, so the spec fingerprint decides, and the builder arguments name what differs.
 
     Raises:
-        CircuitMismatchError: (a ``ValueError``) naming every mismatching field with both values.
+        CircuitMismatchError: (a ``ValueError``) naming every mismatching key with both values.
     """
     bad = [
-        f"{k}: checkpoint has {saved.get(k)!r}, requested {requested[k]!r}"
-        for k in CIRCUIT_FIELDS
-        if requested.get(k) is not None and saved.get(k) != requested[k]
+        f"{k}: checkpoint has {saved.get(k)!r}, requested {v!r}"
+        for k, v in requested.items()
+        if v is not None and saved.get(k) != v
     ]
     if bad:
         raise CircuitMismatchError("checkpoint circuit differs from the requested one: " + "; ".join(bad))
 
 
-def unet_kwargs(cfg: ModelConfig, *, sample_size: int | None = None) -> dict[str, Any]:
-    """``QLDMUNet`` constructor arguments from a ``ModelConfig`` (latent size from the VAE levels by
-    default)."""
-    keys = (
-        "layers_per_block attention_head_dim ff_mult attention_dropout quantum_blocks n_qubits "
-        "n_qubit_layers ancillas readout quantum_executor qffn_branch gate_init gate_trainable weight_init "
-        "match_params match_blocks"
-    )
-    kw: dict[str, Any] = {k: getattr(cfg, k) for k in keys.split()}
-    kw.update(
-        sample_size=sample_size or cfg.latent_size,
-        in_channels=cfg.latent_channels,
-        block_channels=tuple(cfg.unet_block_channels),
-        attention_levels=tuple(cfg.attention_levels),
-        cross_attention_dim=cfg.cross_attention_dim,
-    )
-    return kw
-
-
 def build_unet(cfg: ModelConfig, *, sample_size: int | None = None) -> QLDMUNet:
-    """Validate ``cfg`` and build the U-Net it describes."""
-    cfg.validate()
-    return QLDMUNet(**unet_kwargs(cfg, sample_size=sample_size))
+    """Validate ``cfg`` and build the U-Net it describes (latent size from the VAE levels by default)."""
+    return QLDMUNet(model=cfg.validate().to_dict(), sample_size=sample_size)

@@ -5,11 +5,13 @@ A checkpoint is a directory ``checkpoints/step-00000123/`` holding
 - ``unet.safetensors``: the trained weights; ``ema.safetensors``: the EMA shadow weights (same names);
 - ``run_config.json``: the run's config;
 - ``state.pt``: optimizer, lr scheduler, EMA counters, the RNG states (python, numpy, torch CPU/CUDA, the
-  diffusion noise generator) and the data position (epoch, batch within the epoch, global step).
+  diffusion noise generator), the data position (epoch, batch within the epoch, global step) and, for a model
+  with Q-FFNs, ``quantum``: its ``circuit_metadata()`` (the circuit fingerprint) and every block's
+  ``executor.describe()``.
 
-It is written into a hidden temporary directory and renamed into place with ``os.replace``, which is atomic on
-one file system: a run killed mid-write leaves the previous checkpoint untouched and at most a stale
-``.tmp-*`` folder, which the next save removes.
+It is written into a hidden temporary directory and renamed into place with ``os.replace``, which is atomic on one
+file system: a run killed mid-write leaves the previous checkpoint untouched and at most a stale ``.tmp-*`` folder,
+which the next save removes. Loading refuses a checkpoint whose circuit fingerprint differs from the model's.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qldm.config import RunConfig, save_config
+from qldm.models.unet import check_circuit_compatible
 
 __all__ = [
     "Position",
@@ -82,6 +85,13 @@ def _ema_tensors(module: torch.nn.Module, ema: Any) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().cpu() for n, p in zip(names, ema.shadow_params)}
 
 
+def _quantum_state(module: torch.nn.Module) -> dict[str, Any] | None:
+    """The circuit metadata and executor descriptions of a ``QLDMUNet`` (None for a model without them)."""
+    if not hasattr(module, "circuit_metadata"):
+        return None
+    return {"circuit": module.circuit_metadata(), "executors": module.executor_descriptions()}
+
+
 def save_checkpoint(
     root: str | os.PathLike,
     *,
@@ -130,6 +140,7 @@ def save_checkpoint(
             "ema": ema_meta,
             "rng": capture_rng(generator),
             "extra": extra or {},
+            "quantum": _quantum_state(unet),
         }
         torch.save(state, tmp / "state.pt")
         if final.exists():  # same step saved twice (e.g. end of epoch == end of run): replace it
@@ -168,14 +179,19 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: If ``path`` is not a checkpoint directory.
+        CircuitMismatchError: (a ``ValueError``) If the checkpoint's circuit differs from ``unet``'s (its
+            fingerprint, with the differing builder arguments named), before anything is restored.
     """
     path = Path(path)
     if not (path / "state.pt").is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint (no state.pt)")
+    state = torch.load(path / "state.pt", weights_only=False)
+    saved, current = state.get("quantum"), _quantum_state(unet)
+    if saved is not None and current is not None:
+        check_circuit_compatible(saved["circuit"], current["circuit"])
     unet.load_state_dict(load_file(str(path / "unet.safetensors")))
     shadow = load_file(str(path / "ema.safetensors"))
     ema.shadow_params = [shadow[n].to(p.device) for n, p in unet.named_parameters()]
-    state = torch.load(path / "state.pt", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     for k, v in state["ema"].items():

@@ -45,8 +45,7 @@ def load_dataset(data: DataConfig):
 
 
 def _pad(states: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad per-chunk ``(hidden (b, L_i, D), mask (b, L_i))`` to one length; padded positions get mask
-    0."""
+    """Right-pad per-chunk ``(hidden (b, L_i, D), mask (b, L_i))`` to one length; padded positions get mask 0."""
     length = max(h.shape[1] for h, _ in states)
     hs, ms = [], []
     for h, m in states:
@@ -58,8 +57,11 @@ def _pad(states: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def encode_texts(text_encoder, texts: list[str], *, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode captions once, deduplicated: returns ``hidden (N, L, D)`` and ``mask (N, L)`` aligned with
-    ``texts``."""
+    """Encode captions once, deduplicated.
+
+    Returns:
+        ``hidden (N, L, D)`` and ``mask (N, L)``, aligned with ``texts``.
+    """
     unique = sorted(set(texts))
     states = [text_encoder.encode(unique[i : i + chunk]) for i in range(0, len(unique), chunk)]
     hidden, mask = _pad([(h.float(), m) for h, m in states])
@@ -84,8 +86,7 @@ def dataset_id(data: DataConfig, dataset) -> str:
 def cache_latents(vae, dataset, cfg: RunConfig, cache_dir: str | os.PathLike, *, batch_size: int = 64):
     """Scaled latents ``(N, c, h, w)`` (posterior means) of every image, and the N captions.
 
-    The frozen VAE runs once per data set; ``LatentCache`` stores the result on disk keyed by VAE weights and
-    data.
+    The frozen VAE runs once per data set; ``LatentCache`` stores the result on disk keyed by VAE weights and data.
     """
     from qldm.models import LatentCache
 
