@@ -31,8 +31,8 @@ from qiskit.circuit import Gate, Parameter
 from qiskit.quantum_info import SparsePauliOp
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.compile import apply_gate, trig_basis
-from qldm.quantum.observables import PauliReadout
+from qldm.quantum.compile import trig_basis
+from qldm.quantum.statevector.readout import PauliReadout
 
 __all__ = ["SkeletonBatch", "shift_derivative", "SHIFT_RULE"]
 
@@ -47,6 +47,28 @@ SHIFT_RULE: tuple[tuple[float, float], ...] = (
     (3 * np.pi / 2, -_D2),
     (-3 * np.pi / 2, _D2),
 )
+
+
+def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
+    """Apply a k-qubit gate to a batch of statevectors.
+
+    Args:
+        state: ``(B, 2**num_wires)`` complex, Qiskit little-endian (qubit q is bit q of the index).
+        matrix: ``(d, d)`` or ``(B, d, d)``, ``d = 2**k``, in Qiskit's qarg order (``qubits[0]`` least significant).
+        qubits: The k target wires.
+        num_wires: Total wires.
+
+    Returns:
+        The new state, ``(B, 2**num_wires)``.
+    """
+    b, k = state.shape[0], len(qubits)
+    axes = [1 + num_wires - 1 - q for q in reversed(qubits)]  # tensor axis of each qubit, most significant first
+    psi = state.reshape((b,) + (2,) * num_wires)
+    rest = [a for a in range(1, num_wires + 1) if a not in axes]
+    psi = psi.permute([0] + rest + axes).reshape(b, -1, 2**k)  # (B, R, d)
+    psi = psi @ (matrix.T if matrix.dim() == 2 else matrix.transpose(1, 2))  # (B, R, d)
+    inverse = np.argsort([0] + rest + axes)
+    return psi.reshape((b,) + (2,) * num_wires).permute(*inverse.tolist()).reshape(b, -1)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from circuits import bp_circuit, qffn_circuit
-from qldm.quantum.branch import BranchExecutor
+from qldm.quantum.statevector import BranchExecutor
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.statevector import StatevectorExecutor
 
@@ -96,7 +96,7 @@ def test_invalid_specs_raise():
 
 def test_branch_refuses_a_data_register_too_wide_for_a_statevector():
     from circuits import qffn_circuit
-    from qldm.quantum.branch import BranchExecutor
+    from qldm.quantum.statevector import BranchExecutor
 
     with pytest.raises(ValueError, match="32 data qubits exceed"):
         BranchExecutor().compile(qffn_circuit(32))

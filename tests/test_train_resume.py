@@ -37,7 +37,7 @@ def _executor_override() -> list[str]:
     """The stochastic executor: ``branch`` (sampled ancilla branches) when it exists, else shuffled
     outputs."""
     try:
-        import qldm.quantum.branch  # noqa: F401
+        import qldm.quantum.statevector.branch  # noqa: F401
 
         return ["model.quantum_executor=branch"]
     except ImportError:

@@ -45,7 +45,7 @@ from qiskit.circuit.library import RXGate, RYGate, RZGate
 from qiskit.primitives import BaseEstimatorV2
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.angles import angle_function
+from qldm.quantum.compile import angle_function
 from qldm.quantum.compile import UnsupportedInstructionError
 from qldm.quantum.executor import Executor, check_inputs
 

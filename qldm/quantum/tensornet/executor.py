@@ -1,9 +1,9 @@
 """Exact expectation values by contracting the circuit as a ket-and-bra tensor network, batched over tokens.
 
-The network is built from the spec's compiled instructions (:mod:`qldm.quantum.tn_network`: gate fusion,
+The network is built from the spec's compiled instructions (:mod:`qldm.quantum.tensornet.network`: gate fusion,
 diagonal wires as hyperedges, traced ancillas closed early), its pairwise contraction path is planned once per
 spec with opt_einsum and every Pauli term of every observable is read from one forward pass plus environments
-(:mod:`qldm.quantum.tn_tree`). Each pairwise step is a ``torch.einsum`` whose leading index is the token
+(:mod:`qldm.quantum.tensornet.tree`). Each pairwise step is a ``torch.einsum`` whose leading index is the token
 batch, so autograd gives gradients to inputs and weights, on CPU or CUDA.
 
 Where it pays: on the Q-FFN with per-qubit ancillas the network is a ring whose bond dimension across a cut is
@@ -36,8 +36,8 @@ import torch
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import CompiledSpec, compile_spec
 from qldm.quantum.executor import Executor, check_inputs
-from qldm.quantum.tn_network import Network, build_network, gate_tensor
-from qldm.quantum.tn_tree import ContractionPlan, plan_contraction
+from qldm.quantum.tensornet.network import Network, build_network, gate_tensor
+from qldm.quantum.tensornet.tree import ContractionPlan, plan_contraction
 
 __all__ = ["TensorNetworkExecutor"]
 

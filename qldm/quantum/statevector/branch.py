@@ -25,9 +25,10 @@ from qiskit.quantum_info import PauliList, SparsePauliOp
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import compile_spec
 from qldm.quantum.executor import Executor, check_inputs
-from qldm.quantum.observables import PauliReadout
-from qldm.quantum.plan import build_plan
-from qldm.quantum.statevector import _COMPLEX, PlanEngine, run_plan
+from qldm.quantum.statevector.readout import PauliReadout
+from qldm.quantum.statevector.plan import build_plan
+from qldm.quantum.statevector.engine import COMPLEX as _COMPLEX
+from qldm.quantum.statevector.engine import PlanEngine, run_plan
 
 __all__ = ["BranchExecutor"]
 

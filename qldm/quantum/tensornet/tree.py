@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import opt_einsum as oe
 import torch
 
-from qldm.quantum.tn_network import Network
+from qldm.quantum.tensornet.network import Network
 
 __all__ = ["ContractionPlan", "plan_contraction"]
 

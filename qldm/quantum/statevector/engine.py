@@ -1,20 +1,15 @@
-"""Exact batched statevector simulation in torch with adjoint differentiation.
+"""Exact batched statevector simulation in torch with adjoint differentiation: the plan engine.
 
-The spec's Qiskit instructions are compiled (:mod:`qldm.quantum.compile`) into a plan: a product state from
-the
-single-wire gates that come first (the encoding, the ancillas' Hadamards), gathers for constant permutation
-gates
-(the CNOT ring), and fused per-token matrices for everything else, applied only to the control-is-1 slice
-of the
-state for controlled gates.
+The spec's Qiskit instructions are compiled (:mod:`qldm.quantum.compile`) into a plan
+(:mod:`qldm.quantum.statevector.plan`): a product state from the single-wire gates that come first (the encoding, the
+ancillas' Hadamards), gathers for constant permutation gates (the CNOT ring), and fused per-token matrices for
+everything else, applied only to the control-is-1 slice of the state for controlled gates.
 
-Gradients use adjoint differentiation (Jones & Gacon, arXiv:2009.02823): the forward pass keeps no graph; the
-backward pass walks the steps in reverse, un-applying each unitary to the state ``psi`` and to the co-state
+Gradients use adjoint differentiation (Jones & Gacon, arXiv:2009.02823): the forward pass keeps no graph; the backward
+pass walks the steps in reverse, un-applying each unitary to the state ``psi`` and to the co-state
 ``lambda = sum_k g_k O_k psi``, and reads the gradient of each step matrix ``M`` from the reduced matrix
-``G_ij = sum_rest conj(lambda_i) psi_j``. Memory is a few states per chunk of tokens, independent of depth.
-The step
-matrices and prefix states are small per-token tensors built from the gate angles with ordinary autograd,
-so torch
+``G_ij = sum_rest conj(lambda_i) psi_j``. Memory is a few states per chunk of tokens, independent of depth. The step
+matrices and prefix states are small per-token tensors built from the gate angles with ordinary autograd, so torch
 carries ``atan`` encodings, trig-basis derivatives and weight broadcasting.
 """
 
@@ -25,15 +20,12 @@ import string
 import torch
 from torch.autograd.function import once_differentiable
 
-from circuits.spec import CircuitSpec
-from qldm.quantum.compile import compile_spec
-from qldm.quantum.executor import Executor, check_inputs
-from qldm.quantum.observables import PauliReadout
-from qldm.quantum.plan import CircuitPlan, MatStep, build_plan
+from qldm.quantum.statevector.plan import CircuitPlan, MatStep
+from qldm.quantum.statevector.readout import PauliReadout
 
-__all__ = ["StatevectorExecutor", "PlanEngine", "run_plan"]
+__all__ = ["PlanEngine", "run_plan", "COMPLEX"]
 
-_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 _LETTERS = string.ascii_letters
 
 
@@ -237,76 +229,3 @@ def run_plan(
     return torch.cat(outs)
 
 
-class StatevectorExecutor(Executor):
-    """Exact expectation values from a batched statevector of all ``2**num_wires`` amplitudes.
-
-    Args:
-        dtype: ``torch.float32`` (default) or ``torch.float64``; amplitudes use the matching complex type.
-        device: Torch device for the simulation; ``None`` follows the inputs.
-        chunk_size: Tokens simulated at once; ``None`` picks ``2**22 / 2**num_wires`` (about 32 MiB of
-        complex64
-            amplitudes per state). Peak memory is about 4 states of a chunk plus the cached final states.
-        max_wires: Refuse circuits wider than this (a statevector of 2**30 amplitudes does not fit).
-        cache_bytes: Keep the final states of all chunks for the backward pass while they fit in this many
-        bytes;
-            beyond it, the backward pass recomputes each chunk's forward instead.
-
-    Raises:
-        ValueError: On an unsupported dtype or non-positive chunk size.
-    """
-
-    name = "statevector"
-    exact = True
-
-    def __init__(
-        self,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: str | torch.device | None = None,
-        chunk_size: int | None = None,
-        max_wires: int = 24,
-        cache_bytes: int = 256 * 2**20,
-    ) -> None:
-        if dtype not in _COMPLEX:
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.dtype, self.device, self.chunk_size = dtype, device, chunk_size
-        self.max_wires, self.cache_bytes = int(max_wires), int(cache_bytes)
-
-    def describe(self) -> dict:
-        return {"name": self.name, "dtype": str(self.dtype), "chunk_size": self.chunk_size}
-
-    def check_spec(self, spec: CircuitSpec) -> None:
-        if spec.num_qubits > self.max_wires:
-            raise ValueError(
-                f"{spec.name}: {spec.num_qubits} wires exceed the statevector limit of {self.max_wires}; "
-                "use the 'tensornet' or 'branch' executor"
-            )
-
-    def compile(self, spec: CircuitSpec) -> _StatevectorProgram:
-        self.check_spec(spec)
-        return _StatevectorProgram(spec, self)
-
-
-class _StatevectorProgram:
-    def __init__(self, spec: CircuitSpec, executor: StatevectorExecutor) -> None:
-        self.spec, self.executor = spec, executor
-        self.compiled = compile_spec(spec)
-        plan = build_plan(self.compiled)
-        self.engine = PlanEngine(plan, PauliReadout(spec.observables, plan.num_wires))
-        self.chunk_size = executor.chunk_size or max(1, 2**22 >> plan.num_wires)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``inputs (B, n_in), weights (n_w,) -> (B, n_obs)`` in the executor's dtype, on the inputs'
-        device."""
-        check_inputs(self.spec, inputs, weights)
-        dev = self.executor.device or inputs.device
-        x = inputs.to(device=dev, dtype=self.executor.dtype)  # (B, n_in)
-        w = weights.to(device=dev, dtype=self.executor.dtype)  # (n_w,)
-        if x.shape[0] == 0:
-            return x.new_zeros((0, self.spec.num_outputs)).to(inputs.device)
-        angles = self.compiled.angles(x, w)  # (B, A)  autograd carries atan and weight broadcasting
-        prefix, mats = self.engine.plan.matrices(angles, None, _COMPLEX[self.executor.dtype])
-        out = run_plan(self.engine, prefix, mats, x.shape[0], self.chunk_size, self.executor.cache_bytes)
-        return out.to(device=inputs.device)  # (B, n_obs)
