@@ -34,7 +34,7 @@ from circuits.spec import CircuitSpec
 from hardware.ancilla import all_patterns
 from hardware.backends import ResolvedBackend, resolve_backend
 from hardware.transpile import Transpiled, Transpiler, _error, measured_qubits
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.executor import Executor, Program
 from qldm.quantum.statevector import StatevectorExecutor
 
 __all__ = ["EmulatorExecutor", "observable_damping"]
@@ -211,9 +211,14 @@ class EmulatorExecutor(Executor):
         return _EmulatorProgram(spec, self)
 
 
-class _EmulatorProgram:
+class _EmulatorProgram(Program):
+    """Damped exact values of the faithful circuit or of its branch circuits, plus Gaussian shot noise."""
+
+    cast_back = True
+
     def __init__(self, spec: CircuitSpec, ex: EmulatorExecutor) -> None:
-        self.spec, self.ex = spec, ex
+        super().__init__(spec, dtype=ex.dtype)
+        self.ex = ex
         sv = StatevectorExecutor(dtype=ex.dtype)
         if not ex.ancilla_elimination:
             self.full = (sv.compile(spec), ex.damping(ex.transpiler.transpile(spec)))
@@ -234,7 +239,7 @@ class _EmulatorProgram:
 
     def mean_and_var(self, inputs: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Damped expectation ``(B, n_obs)`` and the per-shot variance ``(B, n_obs)`` of the estimator."""
-        x, w = inputs.to(self.ex.dtype), weights.to(self.ex.dtype)
+        x, w = inputs.to(self.ex.dtype), weights.to(self.ex.dtype)  # a no-op when called from the template
         if not self.ex.ancilla_elimination:
             program, f = self.full
             f = f.to(x.device)
@@ -255,9 +260,8 @@ class _EmulatorProgram:
         # var_b / shots
         return stack.mean(0), (1 - stack.detach() ** 2).clamp_min(0).mean(0)
 
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        check_inputs(self.spec, inputs, weights)
-        mean, var = self.mean_and_var(inputs, weights)  # (B, n_obs) each
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mean_and_var(x, w)  # (B, n_obs) each
         if self.ex.shots is not None:
             mean = mean + torch.randn_like(mean) * (var / self.ex.shots).sqrt()  # torch global RNG
-        return mean.to(inputs.dtype)  # (B, n_obs)
+        return mean  # (B, n_obs)

@@ -33,7 +33,7 @@ from hardware.ancilla import all_patterns, branch_parameter_values
 from hardware.backends import ResolvedBackend, resolve_backend
 from hardware.primitives import EstimatorFactory, EstimatorKind, Resilience, make_estimator
 from hardware.transpile import Transpiled, Transpiler
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.executor import Executor, Program
 
 __all__ = ["RuntimeExecutor", "HardwareJobError"]
 
@@ -206,9 +206,14 @@ class RuntimeExecutor(Executor):
         return out
 
 
-class _RuntimeProgram:
+class _RuntimeProgram(Program):
+    """PUBs of the faithful circuit or of the branch circuits; results detached, in the inputs' dtype."""
+
+    cast_back = True
+
     def __init__(self, spec: CircuitSpec, executor: RuntimeExecutor) -> None:
-        self.spec, self.executor = spec, executor
+        super().__init__(spec)  # no chunking here: run_numpy splits work by the job and PUB limits
+        self.executor = executor
         self._warned = False
         if executor.ancilla_elimination:
             k = len(spec.ancilla_qubits)
@@ -310,18 +315,14 @@ class _RuntimeProgram:
         np.save(tmp, np.asarray(ev, dtype=float))
         tmp.replace(path)
 
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        check_inputs(self.spec, inputs, weights)
-        if torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad) and not self._warned:
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) and not self._warned:
             warnings.warn(
-                f"RuntimeExecutor({self.executor.resolved.name}) is inference-only: its output is "
-                "detached and "
+                f"RuntimeExecutor({self.executor.resolved.name}) is inference-only: its output is detached and "
                 "carries no gradient; run sampling under torch.no_grad()",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,  # the program's caller (_run <- Program.__call__ <- caller)
             )
             self._warned = True
-        if inputs.shape[0] == 0:
-            return inputs.new_zeros((0, self.spec.num_outputs)).detach()
-        out = self.run_numpy(inputs.detach().cpu().double().numpy(), weights.detach().cpu().double().numpy())
-        return torch.as_tensor(out, dtype=inputs.dtype, device=inputs.device)  # (B, n_obs)
+        out = self.run_numpy(x.detach().cpu().double().numpy(), w.detach().cpu().double().numpy())
+        return torch.as_tensor(out, dtype=x.dtype, device=x.device)  # (B, n_obs)

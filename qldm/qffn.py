@@ -14,6 +14,7 @@ from torch import nn
 from circuits.qffn import qffn_circuit
 from qldm.quantum.executor import Executor
 from qldm.quantum.layer import QuantumLayer
+from qldm.quantum.registry import make_executor
 
 __all__ = ["QuantumFeedForward"]
 
@@ -70,6 +71,7 @@ class QuantumFeedForward(nn.Module):
             h = max(1, round((spec.num_weights - n_qubits) / (2 * n_qubits + 1)))
             self.quantum = nn.Sequential(nn.Linear(n_qubits, h), nn.Tanh(), nn.Linear(h, n_qubits), nn.Tanh())
         else:
+            executor = make_executor(executor) if isinstance(executor, str) else executor
             self.quantum = QuantumLayer(spec, executor=executor, init=weight_init)
         self.post = nn.Sequential(nn.Linear(n_qubits, hidden), nn.GELU(), nn.Linear(hidden, d_model))
         if gate_trainable:

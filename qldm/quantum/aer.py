@@ -45,9 +45,8 @@ from qiskit.circuit.library import RXGate, RYGate, RZGate
 from qiskit.primitives import BaseEstimatorV2
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.compile import angle_function
-from qldm.quantum.compile import UnsupportedInstructionError
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.compile import UnsupportedInstructionError, angle_function
+from qldm.quantum.executor import Executor, Program
 
 __all__ = ["AerExecutor", "AER_SAFE_BASIS", "decompose_for_aer", "resolve_aer_device"]
 
@@ -186,22 +185,27 @@ class AerExecutor(Executor):
         if isinstance(run_options, dict):
             run_options["seed_simulator"] = seed
 
-    def _chunked(self, spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor, fn) -> torch.Tensor:
-        check_inputs(spec, inputs, weights)
-        x, w = inputs.to(torch.float64), weights.to(torch.float64)
-        self._reseed()
-        outs = [fn(x[i : i + self.chunk_size], w) for i in range(0, x.shape[0], self.chunk_size)]
-        if not outs:
-            return inputs.new_zeros((0, spec.num_outputs))
-        return torch.cat(outs).to(dtype=inputs.dtype)  # (B, n_obs)
-
 
 # ------------------------------------------------------------------------------------------- batched PUB path
-class _PubProgram:
+class _AerProgram(Program):
+    """Shared template settings: float64 arguments, chunks of ``executor.chunk_size`` tokens, one noise seed per call,
+    results in the inputs' dtype."""
+
+    cast_back = True
+
+    def __init__(self, spec: CircuitSpec, executor: AerExecutor) -> None:
+        super().__init__(spec, dtype=torch.float64, chunk_size=executor.chunk_size)
+        self.executor = executor
+
+    def _begin(self, batch: int) -> None:
+        self.executor._reseed()
+
+
+class _PubProgram(_AerProgram):
     """Gate-level circuit with one angle ``g[k]`` per parameterized rotation; parameter shift on the ``g``."""
 
     def __init__(self, spec: CircuitSpec, decomposed: QuantumCircuit, executor: AerExecutor) -> None:
-        self.spec, self.executor = spec, executor
+        super().__init__(spec, executor)
         exprs = [inst.operation.params[0] for inst in decomposed.data if inst.operation.is_parameterized()]
         g = ParameterVector("g", len(exprs))
         circuit = decomposed.copy_empty_like()
@@ -224,13 +228,13 @@ class _PubProgram:
         """``angles (..., A) -> (..., n_obs)``: one PUB, observables broadcast against every binding."""
         if self.num_angles == 0:  # a circuit without parameters: bind nothing, broadcast the result
             lead = angles.shape[:-1]
-            evs = self._run([row[0] for row in self.observables], None)  # (n_obs,)
+            evs = self._estimate([row[0] for row in self.observables], None)  # (n_obs,)
             return np.broadcast_to(evs, lead + evs.shape).copy()
         flat = angles.reshape(-1, self.num_angles)  # (N, A)
-        evs = self._run(self.observables, flat)  # (n_obs, N)
+        evs = self._estimate(self.observables, flat)  # (n_obs, N)
         return evs.T.reshape(angles.shape[:-1] + (len(self.spec.observables),))
 
-    def _run(self, observables: list, values: np.ndarray | None) -> np.ndarray:
+    def _estimate(self, observables: list, values: np.ndarray | None) -> np.ndarray:
         pub = (self.circuit, observables) if values is None else (self.circuit, observables, values)
         result = self.executor.estimator.run([pub], precision=self.executor.precision).result()
         return np.asarray(result[0].data.evs, dtype=np.float64)
@@ -242,12 +246,9 @@ class _PubProgram:
         evs = self.expectations(shifted)  # (2, B, A, n_obs)
         return ((evs[0] - evs[1]) / 2).transpose(0, 2, 1)  # (B, n_obs, A)
 
-    def _chunk(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         angles = self.angle_fn(x, w)  # (b, A), carries autograd to x and w
         return _ShiftExpectation.apply(angles, self)  # (b, n_obs)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return self.executor._chunked(self.spec, inputs, weights, self._chunk)
 
 
 class _ShiftExpectation(torch.autograd.Function):
@@ -270,14 +271,14 @@ class _ShiftExpectation(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------------------ EstimatorQNN path
-class _QnnProgram:
+class _QnnProgram(_AerProgram):
     """``EstimatorQNN`` on the decomposed circuit; forward/backward take spec-ordered (inputs, weights)."""
 
     def __init__(self, spec: CircuitSpec, decomposed: QuantumCircuit, executor: AerExecutor) -> None:
         from qiskit_machine_learning.gradients import ParamShiftEstimatorGradient
         from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-        self.spec, self.executor = spec, executor
+        super().__init__(spec, executor)
         self.qnn = EstimatorQNN(
             circuit=decomposed,
             estimator=executor.estimator,
@@ -289,11 +290,8 @@ class _QnnProgram:
             default_precision=executor.precision,  # 0.0 if exact; the 0.015625 default adds noise (pitfall 2)
         )
 
-    def _chunk(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return _QnnFunction.apply(x, w, self.qnn)  # (b, n_obs)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return self.executor._chunked(self.spec, inputs, weights, self._chunk)
 
 
 class _QnnFunction(torch.autograd.Function):

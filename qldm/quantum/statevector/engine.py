@@ -23,7 +23,7 @@ from torch.autograd.function import once_differentiable
 from qldm.quantum.statevector.plan import CircuitPlan, MatStep
 from qldm.quantum.statevector.readout import PauliReadout
 
-__all__ = ["PlanEngine", "run_plan", "COMPLEX"]
+__all__ = ["PlanEngine", "COMPLEX"]
 
 COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 _LETTERS = string.ascii_letters
@@ -36,6 +36,22 @@ class PlanEngine:
     def __init__(self, plan: CircuitPlan, readout: PauliReadout) -> None:
         self.plan, self.readout, self.n = plan, readout, plan.num_wires
         self._perms: dict = {}
+
+    def expectations(
+        self, angles: torch.Tensor, bits: torch.Tensor | None, cdtype: torch.dtype, *, cache: bool
+    ) -> torch.Tensor:
+        """Expectation values ``(R, n_obs)`` for gate angles ``(R, A)``, differentiable in ``angles``.
+
+        Args:
+            angles: Gate angles, one row per simulated state.
+            bits: ``(R, a)`` ancilla on/off patterns for a branch plan, else ``None``.
+            cdtype: Complex dtype of the amplitudes.
+            cache: Keep the final states for the backward pass (else it recomputes the forward, bounded memory).
+        """
+        prefix, mats = self.plan.matrices(angles, bits, cdtype)  # (R|1, N, 2), per step (R|1, d, d) or None
+        save = cache and torch.is_grad_enabled() and angles.requires_grad
+        empty = prefix.new_zeros(0)  # placeholder for a permutation step (autograd.Function takes tensors only)
+        return _Adjoint.apply(self, angles.shape[0], save, prefix, *[empty if m is None else m for m in mats])
 
     # ------------------------------------------------------------------ kernels
     def _perm(self, k: int, device: torch.device, cdtype: torch.dtype):
@@ -195,37 +211,3 @@ class _Adjoint(torch.autograd.Function):
         ctx.final = None
         gp, gm = ctx.engine.adjoint(psi, grad_out, prefix, mats_, ctx.needs_input_grad[3:])
         return (None, None, None, gp, *gm)
-
-
-def run_plan(
-    engine: PlanEngine,
-    prefix: torch.Tensor,
-    mats: list[torch.Tensor | None],
-    rows: int,
-    chunk_size: int,
-    cache_bytes: int,
-) -> torch.Tensor:
-    """Run ``rows`` rows in chunks of ``chunk_size`` through :class:`_Adjoint`; returns ``(rows, n_obs)``.
-
-    Final states are kept for the backward pass only while all chunks together stay under ``cache_bytes``;
-    otherwise the backward pass recomputes each chunk's forward (one extra forward, bounded memory).
-    """
-    cdtype = prefix.dtype
-    state_bytes = rows * 2**engine.n * torch.empty((), dtype=cdtype).element_size()
-    tensors = [prefix] + [m for m in mats if m is not None]
-    save = torch.is_grad_enabled() and any(t.requires_grad for t in tensors) and state_bytes <= cache_bytes
-    empty = prefix.new_zeros(0)
-    # torch.split (not slicing) so that autograd joins the chunks' gradients with one cat instead of one
-    # full-size zero tensor per chunk
-    sizes = [min(chunk_size, rows - s) for s in range(0, rows, chunk_size)]
-
-    def pieces(t: torch.Tensor | None) -> list[torch.Tensor]:
-        if t is None:
-            return [empty] * len(sizes)
-        return [t] * len(sizes) if t.shape[0] == 1 else list(t.split(sizes))
-
-    per_chunk = list(zip(*[pieces(t) for t in [prefix, *mats]]))
-    outs = [_Adjoint.apply(engine, r, save, *ts) for r, ts in zip(sizes, per_chunk)]
-    return torch.cat(outs)
-
-

@@ -35,7 +35,7 @@ import torch
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import CompiledSpec, compile_spec
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.executor import Executor, Program
 from qldm.quantum.tensornet.network import Network, build_network, gate_tensor
 from qldm.quantum.tensornet.tree import ContractionPlan, plan_contraction
 
@@ -87,6 +87,7 @@ class TensorNetworkExecutor(Executor):
         return {
             "name": self.name,
             "dtype": str(self.dtype),
+            "device": None if self.device is None else str(self.device),
             "chunk_size": self.chunk_size,
             "max_chunk_elements": self.max_chunk_elements,
             "optimize": self.optimize,
@@ -104,7 +105,7 @@ class TensorNetworkExecutor(Executor):
         return TensorNetworkProgram(compiled, network, plan, self)
 
 
-class TensorNetworkProgram:
+class TensorNetworkProgram(Program):
     """A compiled spec: ``(inputs (B, n_in), weights (n_w,)) -> (B, n_obs)``, differentiable in both.
 
     Attributes:
@@ -115,9 +116,9 @@ class TensorNetworkProgram:
     def __init__(
         self, compiled: CompiledSpec, network: Network, plan: ContractionPlan, executor: TensorNetworkExecutor
     ) -> None:
-        self.compiled, self.spec, self.network, self.plan = compiled, compiled.spec, network, plan
-        self.executor = executor
-        self.chunk_size = max(1, min(executor.chunk_size, int(executor.max_chunk_elements // plan.stored)))
+        chunk = max(1, min(executor.chunk_size, int(executor.max_chunk_elements // plan.stored)))
+        super().__init__(compiled.spec, dtype=executor.dtype, device=executor.device, chunk_size=chunk)
+        self.compiled, self.network, self.plan, self.cdtype = compiled, network, plan, _COMPLEX[executor.dtype]
         self._const: dict[tuple[torch.dtype, torch.device], dict] = {}  # constant leaves, nodes and factors
 
     def _constants(self, cdtype: torch.dtype, device: torch.device) -> dict:
@@ -138,8 +139,8 @@ class TensorNetworkProgram:
             self._const[key] = {"leaves": leaves, "nodes": {}, "factors": factors, "coeffs": coeffs}
         return self._const[key]
 
-    def _run_chunk(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        net, cdtype = self.network, _COMPLEX[self.executor.dtype]
+    def _run(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        net, cdtype = self.network, self.cdtype
         const = self._constants(cdtype, inputs.device)
         angles = self.compiled.angles(inputs, weights)  # (B, A)
         batch = inputs.shape[0]
@@ -162,19 +163,3 @@ class TensorNetworkProgram:
         if net.identity_terms:
             terms[:, list(net.identity_terms)] = values[-1][:, None]
         return (terms @ const["coeffs"]).real  # (B, n_obs)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Expectation values ``(B, n_obs)`` for inputs ``(B, n_in)`` and weights ``(n_w,)``.
-
-        Raises:
-            ValueError: On a wrong feature width or weight count, or NaN/inf values.
-        """
-        check_inputs(self.spec, inputs, weights)
-        dev = self.executor.device or inputs.device
-        x = inputs.to(device=dev, dtype=self.executor.dtype)  # (B, n_in)
-        w = weights.to(device=dev, dtype=self.executor.dtype)  # (n_w,)
-        size = self.chunk_size
-        outs = [self._run_chunk(x[i : i + size], w) for i in range(0, x.shape[0], size)]  # each (b, n_obs)
-        if not outs:
-            return x.new_zeros((0, self.spec.num_outputs))
-        return torch.cat(outs).to(device=inputs.device)  # (B, n_obs)
