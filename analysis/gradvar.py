@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.engine import SkeletonBatch, shift_derivative
+from analysis.engine import SkeletonBatch
 from circuits import bp_circuit, qffn_circuit
 from circuits.spec import CircuitSpec
+from qldm.quantum.shift import shift_derivative
 
 __all__ = [
     "DESIGNS",

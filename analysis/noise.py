@@ -7,7 +7,7 @@ expectation
 is exact under the noise (density matrix, precision 0), so the only randomness is the circuit draw. Noise
 channels do
 not depend on the angle, so ``<O>(theta_1)`` keeps the frequencies {1/2, 1} and the four-term shift rule of
-:mod:`analysis.engine` stays exact. Controlled rotations are decomposed into RY/RZ/CX before anything binds
+:mod:`qldm.quantum.shift` stays exact. Controlled rotations are decomposed into RY/RZ/CX before anything binds
 at run
 time (Aer misreads run-time-bound ``crx``/``cry``/``crz``: docs/quantum-facts.md).
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.engine import SHIFT_RULE
 from circuits import bp_circuit
 from circuits.spec import CircuitSpec
+from qldm.quantum.shift import CONTROLLED_SHIFT
 
 __all__ = ["NoisyEstimator", "DeviceTooSmallError", "calibration_date", "aer_shift_gradients"]
 
@@ -48,7 +48,7 @@ class NoisyEstimator:
     """
 
     def __init__(self, backend: str | None = None) -> None:
-        from qiskit_aer.primitives import EstimatorV2
+        from qldm.quantum.aer import aer_estimator
 
         self.device = None
         opts: dict[str, Any] = {"method": "density_matrix"}
@@ -61,7 +61,7 @@ class NoisyEstimator:
             self.device = resolve_backend(f"aer-noise:{fake}" if kind == "fake" else backend).backend
             opts["noise_model"] = NoiseModel.from_backend(self.device)
         self.name = backend or "aer"
-        self.estimator = EstimatorV2(options={"backend_options": opts, "default_precision": 0.0})
+        self.estimator = aer_estimator(precision=0.0, backend_options=opts)
 
     @property
     def calibration(self) -> str | None:
@@ -105,11 +105,11 @@ class NoisyEstimator:
     def shift_gradient(self, spec: CircuitSpec, weights: np.ndarray, slot: int = 0) -> float:
         """``d<O_0>/d weights[slot]`` by the four-term shift rule (exact for Pauli and controlled
         rotations)."""
-        rows = np.repeat(np.asarray(weights, dtype=float)[None], len(SHIFT_RULE), axis=0)
-        for r, (shift, _) in enumerate(SHIFT_RULE):
+        rows = np.repeat(np.asarray(weights, dtype=float)[None], len(CONTROLLED_SHIFT), axis=0)
+        for r, (shift, _) in enumerate(CONTROLLED_SHIFT):
             rows[r, slot] += shift
         evs = self.expectations(spec, rows)
-        return float(sum(c * e for (_, c), e in zip(SHIFT_RULE, evs)))
+        return float(sum(c * e for (_, c), e in zip(CONTROLLED_SHIFT, evs)))
 
 
 def aer_shift_gradients(

@@ -47,8 +47,9 @@ from qiskit.primitives import BaseEstimatorV2
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import UnsupportedInstructionError, angle_function
 from qldm.quantum.executor import Executor, Program
+from qldm.quantum.shift import PAULI_SHIFT
 
-__all__ = ["AerExecutor", "AER_SAFE_BASIS", "decompose_for_aer", "resolve_aer_device"]
+__all__ = ["AerExecutor", "AER_SAFE_BASIS", "aer_estimator", "decompose_for_aer", "resolve_aer_device"]
 
 #: Target basis for Aer: the only parameterized gates are RX/RY/RZ, which Aer binds correctly at run time.
 AER_SAFE_BASIS: tuple[str, ...] = (
@@ -73,6 +74,35 @@ def resolve_aer_device(device: Literal["auto", "CPU", "GPU"]) -> str:
     if device not in available:
         raise ValueError(f"Aer device {device!r} is not available (Aer reports {available})")
     return device
+
+
+def aer_estimator(
+    *,
+    precision: float = 0.0,
+    device: Literal["CPU", "GPU"] | None = None,
+    backend_options: Mapping[str, object] | None = None,
+) -> BaseEstimatorV2:
+    """Build ``qiskit_aer.primitives.EstimatorV2``: the one place an Aer estimator is configured.
+
+    Args:
+        precision: Std of the Gaussian noise Aer adds to each expectation value; 0 = exact.
+        device: ``"CPU"`` or ``"GPU"`` sets Aer's device; on CPU it also parallelises over a PUB's bindings
+            (``max_parallel_experiments=0``): Aer's own default parallelises inside each state from 14 wires on,
+            14x slower at 16 wires on a busy 2-core CPU. ``None`` leaves Aer's defaults.
+        backend_options: ``AerSimulator`` options over those defaults (``method``, ``noise_model``, threads...).
+    """
+    from qiskit_aer.primitives import EstimatorV2
+
+    options: dict[str, object] = {}
+    if device is not None:
+        options["device"] = device
+        if device == "CPU":
+            options["max_parallel_experiments"] = 0  # 0 = as many as threads
+    options |= dict(backend_options or {})
+    config: dict[str, object] = {"default_precision": float(precision)}
+    if options:
+        config["backend_options"] = options
+    return EstimatorV2(options=config)
 
 
 def decompose_for_aer(circuit: QuantumCircuit, basis: Sequence[str] = AER_SAFE_BASIS) -> QuantumCircuit:
@@ -147,16 +177,12 @@ class AerExecutor(Executor):
         self.precision = 1.0 / math.sqrt(shots) if shots is not None else float(precision or 0.0)
         self.exact = self.precision == 0.0  # instance value shadows the class default
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._precision_arg = precision  # as given, for describe(): shots and precision are exclusive
         if estimator is None:
-            from qiskit_aer.primitives import EstimatorV2
-
             self.device = resolve_aer_device(device)
-            defaults: dict[str, object] = {"device": self.device}
-            if self.device == "CPU":
-                defaults["max_parallel_experiments"] = 0  # 0 = as many as threads
-            self.backend_options = defaults | dict(backend_options or {})
-            estimator = EstimatorV2(
-                options={"default_precision": self.precision, "backend_options": self.backend_options}
+            self.backend_options = dict(backend_options or {})
+            estimator = aer_estimator(
+                precision=self.precision, device=self.device, backend_options=self.backend_options
             )
         else:
             if backend_options:
@@ -165,8 +191,9 @@ class AerExecutor(Executor):
         self.estimator = estimator
 
     def describe(self) -> dict:
+        """Constructor options (an injected estimator shows as ``device="injected"`` and cannot be rebuilt)."""
         return {
-            "name": self.name, "method": self.method, "shots": self.shots, "precision": self.precision,
+            "name": self.name, "method": self.method, "shots": self.shots, "precision": self._precision_arg,
             "seed": self.seed, "chunk_size": self.chunk_size, "device": self.device,
             "backend_options": dict(self.backend_options),
         }  # fmt: skip
@@ -241,10 +268,11 @@ class _PubProgram(_AerProgram):
 
     def shift_jacobian(self, angles: np.ndarray) -> np.ndarray:
         """``angles (B, A) -> d<O>/dg (B, n_obs, A)``, two-term shift rule (exact for ``exp(-i g P / 2)``)."""
-        eye = np.eye(self.num_angles) * (np.pi / 2)  # (A, A)
-        shifted = np.stack([angles[:, None, :] + eye, angles[:, None, :] - eye])  # (2, B, A, A)
-        evs = self.expectations(shifted)  # (2, B, A, n_obs)
-        return ((evs[0] - evs[1]) / 2).transpose(0, 2, 1)  # (B, n_obs, A)
+        eye = np.eye(self.num_angles)  # (A, A)
+        shifted = np.stack([angles[:, None, :] + shift * eye for shift, _ in PAULI_SHIFT])  # (S, B, A, A)
+        evs = self.expectations(shifted)  # (S, B, A, n_obs)  all shifts of all angles in one PUB
+        jac = sum(coeff * e for (_, coeff), e in zip(PAULI_SHIFT, evs))  # (B, A, n_obs)
+        return jac.transpose(0, 2, 1)  # (B, n_obs, A)
 
     def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         angles = self.angle_fn(x, w)  # (b, A), carries autograd to x and w

@@ -36,6 +36,7 @@ __all__ = [
     "compile_spec",
     "angle_function",
     "trig_basis",
+    "trig_matrix",
     "TrigBasis",
 ]
 
@@ -183,15 +184,33 @@ class GateOp:
     slots: tuple[int, ...] = ()  # indices into the angle vector, one per gate parameter
 
     def torch_matrix(self, angles: torch.Tensor | None, cdtype: torch.dtype) -> torch.Tensor:
-        """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B,
-        n_angles)``."""
+        """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B, n_angles)``."""
         if self.basis is None:
             return torch.as_tensor(self.matrix, dtype=cdtype, device=angles.device if angles is not None else None)
-        theta = angles[:, list(self.slots)]  # (B, p)
-        k = torch.as_tensor(self.basis.freqs, dtype=theta.dtype, device=theta.device)  # (T, p)
-        phase = torch.polar(torch.ones((), dtype=theta.dtype, device=theta.device), theta @ k.T / 2)  # (B, T)
-        c = torch.as_tensor(self.basis.coeffs, dtype=cdtype, device=theta.device)  # (T, d, d)
-        return torch.einsum("bt,tij->bij", phase.to(cdtype), c)
+        return trig_matrix(angles[:, list(self.slots)], self.basis.freqs, self.basis.coeffs, cdtype)
+
+
+def trig_matrix(
+    theta: torch.Tensor, freqs: np.ndarray | torch.Tensor, coeffs: np.ndarray | torch.Tensor, cdtype: torch.dtype
+) -> torch.Tensor:
+    """Gate matrices from fitted coefficients: ``M(theta) = sum_t coeffs[t] exp(i freqs[t] . theta / 2)``.
+
+    The one place a :class:`TrigBasis` (or a slice of it) becomes matrices, differentiable in ``theta``.
+
+    Args:
+        theta: ``(R, p)`` real gate angles, one row per matrix.
+        freqs: ``(T, p)`` half-angle frequencies shared by all rows, or ``(R, T, p)`` per row.
+        coeffs: ``(T, d, d)`` complex coefficients shared by all rows, or ``(R, T, d, d)`` per row.
+        cdtype: Complex dtype of the result.
+
+    Returns:
+        ``(R, d, d)`` matrices.
+    """
+    k = torch.as_tensor(freqs, dtype=theta.dtype, device=theta.device)
+    arg = theta @ k.T if k.dim() == 2 else torch.einsum("rp,rtp->rt", theta, k)  # (R, T)
+    phase = torch.polar(torch.ones_like(arg), arg / 2).to(cdtype)  # (R, T)
+    c = torch.as_tensor(coeffs, dtype=cdtype, device=theta.device)
+    return torch.einsum("rt,tij->rij" if c.dim() == 3 else "rt,rtij->rij", phase, c)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qldm.quantum.compile import CompiledSpec, GateOp
+from qldm.quantum.compile import CompiledSpec, GateOp, trig_matrix
 
 # plans
 # A plan regroups the compiled ops for fast simulation: single-wire gates before any multi-wire gate on
@@ -42,14 +42,11 @@ class BlockGate:
     def matrix(self, angles: torch.Tensor, bits: torch.Tensor | None, cdtype: torch.dtype) -> torch.Tensor:
         """``(R, d, d)`` per row, or ``(1, d, d)`` when the gate is the same for every row."""
         dev = angles.device
-        c = torch.as_tensor(self.coeffs, dtype=cdtype, device=dev)  # (T, d, d)
         if self.freqs is None:
-            m = c[:1]  # (1, d, d)
+            m = torch.as_tensor(self.coeffs[:1], dtype=cdtype, device=dev)  # (1, d, d)
         else:
             theta = angles[:, list(self.slots)] if self.token_dependent else angles[:1, list(self.slots)]  # (R|1, p)
-            k = torch.as_tensor(self.freqs, dtype=theta.dtype, device=dev)  # (T, p)
-            phase = torch.polar(torch.ones_like(theta[:, :1]), theta @ k.T / 2)  # (R|1, T)
-            m = torch.einsum("rt,tij->rij", phase.to(cdtype), c)  # (R|1, d, d)
+            m = trig_matrix(theta, self.freqs, self.coeffs, cdtype)  # (R|1, d, d)
         if self.mask:
             on = bits[:, list(self.mask)].all(dim=1)[:, None, None]  # (R, 1, 1)
             m = torch.where(on, m, torch.eye(m.shape[-1], dtype=cdtype, device=dev))  # (R, d, d)
