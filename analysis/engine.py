@@ -33,7 +33,6 @@ from qldm.quantum.statevector.readout import PauliReadout
 __all__ = ["SkeletonBatch", "apply_gate"]
 
 
-
 def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
     """Apply a k-qubit gate to a batch of statevectors.
 

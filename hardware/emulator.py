@@ -152,10 +152,10 @@ class EmulatorExecutor(Executor):
         max_branches: Enumerate all patterns up to this many, else sample this many per call (torch RNG).
         idle_decoherence: Add T1/T2 damping of idle light-cone qubits (real devices; see module doc).
         optimization_level, layout_candidates, cache_dir: Passed to :class:`hardware.transpile.Transpiler`.
-        dtype: Simulation precision.
+        dtype: Simulation precision (a torch dtype or its name, ``"float64"``).
 
     Raises:
-        ValueError: On a backend without calibration or a bad shot count.
+        ValueError: On a backend without calibration, a bad shot count or dtype.
     """
 
     name = "emulator"
@@ -172,8 +172,11 @@ class EmulatorExecutor(Executor):
         optimization_level: int = 2,
         layout_candidates: int = 3,
         cache_dir: str | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str = torch.float64,
     ) -> None:
+        dtype = getattr(torch, dtype.removeprefix("torch.")) if isinstance(dtype, str) else dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
         if not self.resolved.has_calibration:
             raise ValueError(f"the emulator needs a calibrated backend, not {self.resolved.name!r}")
@@ -185,6 +188,7 @@ class EmulatorExecutor(Executor):
             int(max_branches),
         )
         self.idle_decoherence, self.dtype = bool(idle_decoherence), dtype
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.transpiler = Transpiler(
             self.resolved,
             optimization_level=optimization_level,
@@ -193,13 +197,19 @@ class EmulatorExecutor(Executor):
         )
 
     def describe(self) -> dict:
+        """Every constructor option, JSON-able: ``EmulatorExecutor(**{k: v for k, v in d.items() if k != "name"})``
+        rebuilds the executor (``dtype`` as its string is accepted back)."""
         return {
             "name": self.name,
             "backend": self.resolved.name,
             "shots": self.shots,
             "ancilla_elimination": self.ancilla_elimination,
+            "max_branches": self.max_branches,
             "idle_decoherence": self.idle_decoherence,
-            "transpile": self.transpiler.options(),
+            "optimization_level": self.transpiler.optimization_level,
+            "layout_candidates": self.transpiler.layout_candidates,
+            "cache_dir": self.cache_dir,
+            "dtype": str(self.dtype).removeprefix("torch."),
         }
 
     def damping(self, transpiled: Transpiled) -> torch.Tensor:

@@ -56,7 +56,7 @@ class RuntimeExecutor(Executor):
         shots: Shots per parameter set (split over branches with ancilla elimination). ``None`` with ``aer``:
             exact expectation values.
         precision: Target standard error instead of shots (runtime semantics; overrides ``shots``).
-        resilience: Mitigation options passed to the runtime Estimator.
+        resilience: Mitigation options passed to the runtime Estimator (a :class:`Resilience` or its dict).
         mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it).
         max_pubs_per_job: Split jobs beyond this many PUBs.
         max_parameter_sets_per_pub: Split a PUB's parameter array beyond this many rows.
@@ -84,7 +84,7 @@ class RuntimeExecutor(Executor):
         *,
         shots: int | None = 1024,
         precision: float | None = None,
-        resilience: Resilience | None = None,
+        resilience: Resilience | dict | None = None,
         mode: Mode = "job",
         max_pubs_per_job: int = 100,
         max_parameter_sets_per_pub: int = 4096,
@@ -108,7 +108,7 @@ class RuntimeExecutor(Executor):
             raise ValueError("max_pubs_per_job, max_parameter_sets_per_pub, max_branches must be >= 1, retries >= 0")
         self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
         self.shots, self.precision = shots, precision
-        self.resilience = resilience or Resilience()
+        self.resilience = Resilience(**resilience) if isinstance(resilience, dict) else resilience or Resilience()
         self.mode, self.retries, self.backoff = mode, int(retries), float(backoff)
         self.max_pubs_per_job, self.max_parameter_sets_per_pub = (
             int(max_pubs_per_job),
@@ -129,6 +129,8 @@ class RuntimeExecutor(Executor):
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict:
+        """Every constructor option but ``estimator_factory``, JSON-able:
+        ``RuntimeExecutor(**{k: v for k, v in d.items() if k != "name"})`` rebuilds the executor."""
         return {
             "name": self.name,
             "backend": self.resolved.name,
@@ -136,9 +138,15 @@ class RuntimeExecutor(Executor):
             "precision": self.precision,
             "resilience": self.resilience.to_dict(),
             "mode": self.mode,
+            "max_pubs_per_job": self.max_pubs_per_job,
+            "max_parameter_sets_per_pub": self.max_parameter_sets_per_pub,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "ancilla_elimination": self.ancilla_elimination,
             "max_branches": self.max_branches,
-            "transpile": self.transpiler.options(),
+            "optimization_level": self.transpiler.optimization_level,
+            "layout_candidates": self.transpiler.layout_candidates,
             "estimator": self.estimator,
         }
 

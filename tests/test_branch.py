@@ -7,9 +7,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from circuits import bp_circuit, qffn_circuit
-from qldm.quantum.statevector import BranchExecutor
 from qldm.quantum.layer import QuantumLayer
-from qldm.quantum.statevector import StatevectorExecutor
+from qldm.quantum.statevector import BranchExecutor, StatevectorExecutor
 
 F64 = torch.float64
 
