@@ -68,10 +68,8 @@ class SkeletonBatch:
     """``B`` circuits with a shared skeleton, simulated together: ``angles (B, P) -> <O> (B,)``.
 
     Args:
-        specs: Specs with no inputs, one observable, identical instruction wires and bare-parameter gate
-        angles.
-        branch: Simulate only the data qubits per on/off ancilla pattern (see module doc) instead of all
-        wires.
+        specs: Specs with no inputs, one observable, identical instruction wires and bare-parameter gate angles.
+        branch: Simulate only the data qubits per on/off ancilla pattern (see module doc) instead of all wires.
         repeat: Rows per spec (sample-major), e.g. one per sampled branch; ``batch = len(specs) * repeat``.
 
     Raises:

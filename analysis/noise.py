@@ -1,14 +1,10 @@
 """Gradients under a device noise model: parameter shift on Aer's density-matrix estimator.
 
-A noise model built from a fake backend's calibration (``NoiseModel.from_backend``) only acts on the device's
-basis
-gates and qubits, so each circuit is transpiled to the fake device first (its coupling map and basis). The
-expectation
-is exact under the noise (density matrix, precision 0), so the only randomness is the circuit draw. Noise
-channels do
+A noise model built from a fake backend's calibration (``NoiseModel.from_backend``) only acts on the device's basis
+gates and qubits, so each circuit is transpiled to the fake device first (its coupling map and basis). The expectation
+is exact under the noise (density matrix, precision 0), so the only randomness is the circuit draw. Noise channels do
 not depend on the angle, so ``<O>(theta_1)`` keeps the frequencies {1/2, 1} and the four-term shift rule of
-:mod:`qldm.quantum.shift` stays exact. Controlled rotations are decomposed into RY/RZ/CX before anything binds
-at run
+:mod:`qldm.quantum.shift` stays exact. Controlled rotations are decomposed into RY/RZ/CX before anything binds at run
 time (Aer misreads run-time-bound ``crx``/``cry``/``crz``: docs/quantum-facts.md).
 """
 
@@ -30,8 +26,7 @@ class DeviceTooSmallError(ValueError):
 
 
 def calibration_date(backend: Any) -> str | None:
-    """The calibration date of a (fake) backend's properties snapshot, ISO format, or ``None`` if it has
-    none."""
+    """The calibration date of a (fake) backend's properties snapshot, ISO format, or ``None`` if it has none."""
     props = backend.properties() if hasattr(backend, "properties") else None
     date = getattr(props, "last_update_date", None)
     return date.isoformat() if date is not None else None
@@ -103,8 +98,7 @@ class NoisyEstimator:
         return self.outputs(spec, np.zeros((len(weights), 0)), weights)[:, 0]
 
     def shift_gradient(self, spec: CircuitSpec, weights: np.ndarray, slot: int = 0) -> float:
-        """``d<O_0>/d weights[slot]`` by the four-term shift rule (exact for Pauli and controlled
-        rotations)."""
+        """``d<O_0>/d weights[slot]`` by the four-term shift rule (exact for Pauli and controlled rotations)."""
         rows = np.repeat(np.asarray(weights, dtype=float)[None], len(CONTROLLED_SHIFT), axis=0)
         for r, (shift, _) in enumerate(CONTROLLED_SHIFT):
             rows[r, slot] += shift

@@ -1,7 +1,7 @@
 """A fast calibrated emulator: exact torch expectation values, damped per observable, plus shot noise.
 
-Runtime local mode simulates device noise one trajectory per shot (0.3-0.9 s per shot at 16 data qubits,
-quantum-facts.md), far too slow for sampling images. This emulator instead computes the exact ``<O_j>`` with
+Runtime local mode simulates device noise one trajectory per shot (timings in quantum-facts.md), far too slow for
+sampling images. This emulator instead computes the exact ``<O_j>`` with
 qldm's ``StatevectorExecutor`` and multiplies it by a damping factor ``f_j`` from the *transpiled* circuit's
 calibration on that device, then adds Gaussian shot noise of variance ``(1 - (f_j <O_j>)^2) / shots``:
 
@@ -266,8 +266,7 @@ class _EmulatorProgram(Program):
             f = f.to(x.device)
             means.append(program(x, w[index]) * f[0] + f[1])  # (B, n_obs)
         stack = torch.stack(means)  # (K, B, n_obs)
-        # shots split evenly over K branches: var of the mean = sum_b var_b / (K^2 * shots/K) = mean_b
-        # var_b / shots
+        # shots split evenly over K branches: var of the mean = sum_b var_b / (K^2 * shots/K) = mean_b var_b / shots
         return stack.mean(0), (1 - stack.detach() ** 2).clamp_min(0).mean(0)
 
     def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

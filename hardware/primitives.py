@@ -24,8 +24,7 @@ from hardware.backends import ResolvedBackend
 
 __all__ = ["Resilience", "make_estimator", "EstimatorFactory", "LOCAL_EXECUTOR_MAX_QUBITS"]
 
-# Largest fake device on which the client-side Estimator's local simulation fits (it does not drop idle
-# qubits).
+# Largest fake device on which the client-side Estimator's local simulation fits (it does not drop idle qubits).
 LOCAL_EXECUTOR_MAX_QUBITS = 20
 EstimatorKind = Literal["auto", "executor", "v2"]
 EstimatorFactory = Callable[[Any, dict], Any]

@@ -23,8 +23,7 @@ def test_enumeration_is_exact(ancillas):
 
 
 def test_z_test_against_exact_n4():
-    """Mean of 4000 single-branch estimates per output vs exact: |z| < 4 (two-sided level ~6e-5 per
-    output)."""
+    """Mean of 4000 single-branch estimates per output vs exact: |z| < 4 (two-sided level ~6e-5 per output)."""
     spec = qffn_circuit(4)
     torch.manual_seed(0)
     x = torch.randn(1, 4, dtype=F64).expand(4000, 4)

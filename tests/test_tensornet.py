@@ -1,5 +1,4 @@
-"""The tensor-network executor against Qiskit's Statevector, the statevector executor and finite
-differences."""
+"""The tensor-network executor against Qiskit's Statevector, the statevector executor and finite differences."""
 
 from __future__ import annotations
 

@@ -87,8 +87,8 @@ def aer_estimator(
     Args:
         precision: Std of the Gaussian noise Aer adds to each expectation value; 0 = exact.
         device: ``"CPU"`` or ``"GPU"`` sets Aer's device; on CPU it also parallelises over a PUB's bindings
-            (``max_parallel_experiments=0``): Aer's own default parallelises inside each state from 14 wires on,
-            14x slower at 16 wires on a busy 2-core CPU. ``None`` leaves Aer's defaults.
+            (``max_parallel_experiments=0``), where Aer's own default parallelises inside each state from 14 wires
+            on, much slower for many small bindings (``benchmarks/RESULTS.md``). ``None`` leaves Aer's defaults.
         backend_options: ``AerSimulator`` options over those defaults (``method``, ``noise_model``, threads...).
     """
     from qiskit_aer.primitives import EstimatorV2
@@ -140,8 +140,7 @@ class AerExecutor(Executor):
             ``A`` gate angles, which bounds memory.
         device: ``"auto"``, ``"CPU"`` or ``"GPU"`` (qiskit-aer-gpu); ignored when ``estimator`` is given.
         backend_options: ``AerSimulator`` options over our defaults (e.g. ``max_parallel_threads``). On CPU
-            our default parallelises over a PUB's bindings (``max_parallel_experiments=0``): Aer's own default
-            parallelises inside each state from 14 wires on: 14x slower at 16 wires on a busy 2-core CPU.
+            our default parallelises over a PUB's bindings (see :func:`aer_estimator`).
         estimator: An ``EstimatorV2`` to use instead of building ``qiskit_aer.primitives.EstimatorV2``.
 
     Raises:

@@ -124,8 +124,7 @@ _FREQS = np.arange(-2, 3)  # k in exp(i k theta / 2)
 
 
 class UnsupportedInstructionError(ValueError):
-    """A circuit holds an instruction the torch executors cannot compile (measurement, reset, unknown
-    gate...)."""
+    """A circuit holds an instruction the torch executors cannot compile (measurement, reset, unknown gate...)."""
 
 
 @dataclass(frozen=True)
@@ -174,8 +173,7 @@ def trig_basis(gate_name: str, num_params: int) -> TrigBasis:
 
 @dataclass(frozen=True)
 class GateOp:
-    """One compiled instruction: its qubits (Qiskit qarg order) and either a constant matrix or a basis +
-    slots."""
+    """One compiled instruction: its qubits (Qiskit qarg order) and either a constant matrix or a basis + slots."""
 
     name: str
     qubits: tuple[int, ...]
@@ -247,8 +245,7 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
         qubits = tuple(index[q] for q in inst.qubits)
         if not isinstance(op, Gate) or getattr(op, "condition", None) is not None:
             raise UnsupportedInstructionError(
-                f"{spec.name}: instruction {op.name!r} on qubits {qubits} cannot be compiled to a torch "
-                f"executor "
+                f"{spec.name}: instruction {op.name!r} on qubits {qubits} cannot be compiled to a torch executor "
                 "(only unitary gates are supported)"
             )
         if not any(isinstance(p, ParameterExpression) for p in op.params):

@@ -30,8 +30,7 @@ _LETTERS = string.ascii_letters
 
 
 class PlanEngine:
-    """Runs a :class:`CircuitPlan` on batches of statevectors ``(R, 2**N)`` and differentiates it by
-    adjoint."""
+    """Runs a :class:`CircuitPlan` on batches of statevectors ``(R, 2**N)`` and differentiates it by adjoint."""
 
     def __init__(self, plan: CircuitPlan, readout: PauliReadout) -> None:
         self.plan, self.readout, self.n = plan, readout, plan.num_wires
@@ -73,8 +72,7 @@ class PlanEngine:
         return t, axes
 
     def _apply(self, state: torch.Tensor, step: MatStep, m: torch.Tensor, adjoint: bool) -> None:
-        """In place: ``state <- M state`` (or ``M^dagger``) on the step's targets, where all controls are
-        1."""
+        """In place: ``state <- M state`` (or ``M^dagger``) on the step's targets, where all controls are 1."""
         if adjoint:
             m = m.conj().transpose(-1, -2)
         sub, axes = self._slice(state, step)
@@ -103,8 +101,7 @@ class PlanEngine:
         return f"{lead}{outs}{''.join(ins)},{''.join(letters)}->{''.join(res)}"
 
     def _reduced(self, psi: torch.Tensor, lam: torch.Tensor, step: MatStep, batched: bool) -> torch.Tensor:
-        """``G[r, i, j] = sum_rest conj(lam[r, i, rest]) psi[r, j, rest]`` over the control slice: (R|1, d,
-        d)."""
+        """``G[r, i, j] = sum_rest conj(lam[r, i, rest]) psi[r, j, rest]`` over the control slice: (R|1, d, d)."""
         p, axes = self._slice(psi, step)
         lm, _ = self._slice(lam, step)
         k, ndim = len(axes), p.dim()
@@ -168,8 +165,7 @@ class PlanEngine:
         return gp, grads
 
     def _prefix_overlaps(self, lam: torch.Tensor, pc: torch.Tensor) -> torch.Tensor:
-        """``u[r, q, i] = sum_rest lam[r, i at q, rest] prod_{p != q} pc[r, p, rest_p]`` by recursive
-        halving."""
+        """``u[r, q, i] = sum_rest lam[r, i at q, rest] prod_{p != q} pc[r, p, rest_p]``, by recursive halving."""
         out: list[torch.Tensor | None] = [None] * self.n
 
         def kron(lo: int, hi: int) -> torch.Tensor:  # (R|1, 2**(hi-lo)) product over wires [lo, hi)

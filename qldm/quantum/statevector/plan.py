@@ -15,14 +15,6 @@ import torch
 
 from qldm.quantum.compile import CompiledSpec, GateOp, trig_matrix
 
-# plans
-# A plan regroups the compiled ops for fast simulation: single-wire gates before any multi-wire gate on
-# their wire
-# fold into a product state; constant permutation-with-phase gates (X, CX, SWAP, CZ, S, T...) compose into
-# one index
-# gather; every other gate is split into control wires and a target block, and gates with the same targets and
-# controls that commute past everything in between fuse into one per-token matrix.
-
 
 @dataclass(frozen=True)
 class BlockGate:
@@ -193,8 +185,7 @@ def build_plan(
         bad = [q for q in targets if q not in plan_index] + [q for q in controls if q not in plan_index | masks]
         if bad:
             raise ValueError(
-                f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as "
-                f"a "
+                f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as a "
                 "control, but they are not simulated"
             )
         freqs = None if op.basis is None else op.basis.freqs

@@ -9,24 +9,24 @@ batch, so autograd gives gradients to inputs and weights, on CPU or CUDA.
 Where it pays: on the Q-FFN with per-qubit ancillas the network is a ring whose bond dimension across a cut is
 about ``4**n_layers`` (each CNOT of the ring has operator Schmidt rank 2, doubled by the bra), so for a fixed
 depth the cost per token is linear in ``n`` (2.4e4 flops per token at n = 16, 5.0e4 at n = 32, two layers).
-With depth it grows much faster. Measured at n = 8 (16 wires), greedy path, float32, forward+backward, one
-thread on a loaded 2-core machine, against the statevector executor in the same run:
+With depth it grows much faster. Planned per-token costs at n = 8 (16 wires), greedy path, two-layer Q-FFN with
+per-qubit ancillas (throughput against the statevector executor: ``benchmarks/RESULTS.md``):
 
-    ======  ================  ===================  ===============  ===================
-    layers  flops per token   largest (per token)  tensornet tok/s  statevector tok/s
-    ======  ================  ===================  ===============  ===================
-    1       1.1e3             8                    4,600            44
-    2       1.1e4             128                  2,000            23
-    3       6.0e5             4.1e3                186              17
-    4       7.8e7             2.6e5                6                13
-    5       2.8e8             1.0e6                1                46
-    6       4.8e9             1.7e7                < 1              83
-    ======  ================  ===================  ===============  ===================
+    ======  ================  ===================
+    layers  flops per token   largest (per token)
+    ======  ================  ===================
+    1       1.1e3             8
+    2       1.1e4             128
+    3       6.0e5             4.1e3
+    4       7.8e7             2.6e5
+    5       2.8e8             1.0e6
+    6       4.8e9             1.7e7
+    ======  ================  ===================
 
 So it stops paying at about four layers for n = 8, where an intermediate outgrows the ``2**16`` statevector;
-``optimize="random-greedy-128"`` finds cheaper paths there (1.0e7 instead of 7.8e7 flops at four layers),
-which moves the crossover by less than a layer. Beyond it use the statevector (up to ~24 wires) or the branch
-estimator. Random circuits with long-range wiring lose the ring structure sooner.
+``optimize="random-greedy-128"`` finds cheaper paths there (1.0e7 instead of 7.8e7 flops at four layers), which moves
+the crossover by less than a layer. Beyond it use the statevector (up to ~24 wires) or the branch estimator. Random
+circuits with long-range wiring lose the ring structure sooner.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class TensorNetworkExecutor(Executor):
             autograd holds); a deep circuit gets a smaller chunk, so memory stays bounded for any token count.
             The two-layer Q-FFN keeps about 1.7e4 elements per token at n = 16.
         optimize: opt_einsum path optimiser (``random-greedy-128`` finds 2-8x cheaper paths for >= 3 layers,
-            at seconds of planning), run once per compiled spec.
+            at a longer planning time), run once per compiled spec.
 
     Raises:
         ValueError: On an unsupported dtype, a non-positive chunk size or an unknown optimiser.

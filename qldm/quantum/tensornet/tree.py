@@ -43,8 +43,7 @@ def _with_batch(labels: tuple[int, ...], batch: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class _Group:
-    """Recompute ``steps`` (node, left, right, eq) with the term label, then close with the LCA's
-    environment."""
+    """Recompute ``steps`` (node, left, right, eq) with the term label, then close with the LCA's environment."""
 
     lca: int
     slots: tuple[int, ...]
