@@ -1,22 +1,18 @@
 """Batched exact simulation of many random circuits that share one skeleton, for gradient-variance studies.
 
-The random circuits of :func:`circuits.bp_circuit` differ between seeds only in *which* rotation axis each
-gate uses;
-the wires every instruction touches are the same. Compiling each seed separately
-(``qldm.quantum.compile_spec``
-lambdifies every angle through sympy, ~6 s for 500 gates) would dominate the study, and running them one at a
-time
-wastes the batch dimension. :class:`SkeletonBatch` walks the instructions of all specs in lock-step and
-applies, per
-instruction, a ``(B, d, d)`` stack of per-sample matrices built from qldm's own fitted gate bases
-(:func:`qldm.quantum.compile.trig_basis`, fitted from Qiskit's ``to_matrix``) with qldm's ``apply_gate`` and
-``PauliReadout``. Each sample's circuit is therefore exactly the Qiskit circuit of its spec.
+The random circuits of :func:`circuits.bp_circuit` differ between seeds only in *which* rotation axis each gate uses;
+the wires every instruction touches are the same. Compiling each seed separately (``qldm.quantum.compile_spec``
+lambdifies every angle through sympy) would dominate the study, and running them one at a time wastes the batch
+dimension. :class:`SkeletonBatch` walks the instructions of all specs in lock-step and applies, per instruction, a
+``(B, d, d)`` stack of per-sample matrices built from qldm's own fitted gate bases
+(:func:`qldm.quantum.compile.trig_basis`, fitted from Qiskit's ``to_matrix``, evaluated by
+:func:`qldm.quantum.compile.trig_matrix`) with :func:`apply_gate` and qldm's ``PauliReadout``. Each sample's circuit
+is therefore exactly the Qiskit circuit of its spec. Exact derivatives come from the four-term shift rule of
+:mod:`qldm.quantum.shift`.
 
 Branch mode uses the control-only-ancilla identity (docs/quantum-facts.md, checked by
-:func:`hardware.ancilla.check_eliminable`): with ancillas in ``|+>`` used only as controls, ``<O>`` is the
-average over
-on/off patterns of an n-qubit circuit in which a controlled gate acts (as its target block) only when its
-control bit
+:func:`hardware.ancilla.check_eliminable`): with ancillas in ``|+>`` used only as controls, ``<O>`` is the average over
+on/off patterns of an n-qubit circuit in which a controlled gate acts (as its target block) only when its control bit
 is on. Sampling K patterns per circuit gives unbiased estimates at the cost of a ``2**n`` state.
 """
 
@@ -31,22 +27,32 @@ from qiskit.circuit import Gate, Parameter
 from qiskit.quantum_info import SparsePauliOp
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.compile import apply_gate, trig_basis
-from qldm.quantum.observables import PauliReadout
+from qldm.quantum.compile import trig_basis, trig_matrix
+from qldm.quantum.statevector.readout import PauliReadout
 
-__all__ = ["SkeletonBatch", "shift_derivative", "SHIFT_RULE"]
+__all__ = ["SkeletonBatch", "apply_gate"]
 
-# Four-term shift rule (Anselmetti et al., NJP 23, 113010, 2021): exact for any expectation whose frequencies
-# in theta
-# lie in {1/2, 1}, i.e. Pauli rotations (generator eigenvalues +-1/2) and controlled rotations (0, +-1/2).
-_D1 = (np.sqrt(2) + 1) / (4 * np.sqrt(2))
-_D2 = (np.sqrt(2) - 1) / (4 * np.sqrt(2))
-SHIFT_RULE: tuple[tuple[float, float], ...] = (
-    (np.pi / 2, _D1),
-    (-np.pi / 2, -_D1),
-    (3 * np.pi / 2, -_D2),
-    (-3 * np.pi / 2, _D2),
-)
+
+def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
+    """Apply a k-qubit gate to a batch of statevectors.
+
+    Args:
+        state: ``(B, 2**num_wires)`` complex, Qiskit little-endian (qubit q is bit q of the index).
+        matrix: ``(d, d)`` or ``(B, d, d)``, ``d = 2**k``, in Qiskit's qarg order (``qubits[0]`` least significant).
+        qubits: The k target wires.
+        num_wires: Total wires.
+
+    Returns:
+        The new state, ``(B, 2**num_wires)``.
+    """
+    b, k = state.shape[0], len(qubits)
+    axes = [1 + num_wires - 1 - q for q in reversed(qubits)]  # tensor axis of each qubit, most significant first
+    psi = state.reshape((b,) + (2,) * num_wires)
+    rest = [a for a in range(1, num_wires + 1) if a not in axes]
+    psi = psi.permute([0] + rest + axes).reshape(b, -1, 2**k)  # (B, R, d)
+    psi = psi @ (matrix.T if matrix.dim() == 2 else matrix.transpose(1, 2))  # (B, R, d)
+    inverse = np.argsort([0] + rest + axes)
+    return psi.reshape((b,) + (2,) * num_wires).permute(*inverse.tolist()).reshape(b, -1)
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,8 @@ class SkeletonBatch:
     """``B`` circuits with a shared skeleton, simulated together: ``angles (B, P) -> <O> (B,)``.
 
     Args:
-        specs: Specs with no inputs, one observable, identical instruction wires and bare-parameter gate
-        angles.
-        branch: Simulate only the data qubits per on/off ancilla pattern (see module doc) instead of all
-        wires.
+        specs: Specs with no inputs, one observable, identical instruction wires and bare-parameter gate angles.
+        branch: Simulate only the data qubits per on/off ancilla pattern (see module doc) instead of all wires.
         repeat: Rows per spec (sample-major), e.g. one per sampled branch; ``batch = len(specs) * repeat``.
 
     Raises:
@@ -152,7 +156,8 @@ class SkeletonBatch:
         coeffs = np.zeros((len(step.bases), t, d, d), dtype=complex)
         for b, (f, c) in enumerate(step.bases):
             freqs[b, : len(f)], coeffs[b, : len(f)] = f[:, 0], c
-        return torch.as_tensor(np.repeat(freqs, repeat, 0)), torch.as_tensor(np.repeat(coeffs, repeat, 0))
+        # per-row bases: freqs (B, T, 1) for the one angle, coeffs (B, T, d, d)
+        return torch.as_tensor(np.repeat(freqs, repeat, 0))[..., None], torch.as_tensor(np.repeat(coeffs, repeat, 0))
 
     def state_memory(self, batch: int | None = None) -> int:
         """Bytes of one batch of complex128 states (autograd keeps about one per step)."""
@@ -182,9 +187,7 @@ class SkeletonBatch:
             if dense is None:
                 mat = torch.tensor(step.const, dtype=cdtype)  # (d, d)
             else:
-                freqs = dense[0].to(angles.dtype)  # (B, T)
-                phase = torch.polar(torch.ones_like(freqs), freqs * angles[:, step.slot : step.slot + 1] / 2)
-                mat = torch.einsum("bt,btij->bij", phase.to(cdtype), dense[1])  # (B, d, d)
+                mat = trig_matrix(angles[:, step.slot : step.slot + 1], dense[0], dense[1], cdtype)  # (B, d, d)
             qubits = step.qubits
             if step.control >= 0:
                 on = patterns[:, step.control].to(cdtype).view(-1, 1, 1)  # (B, 1, 1)
@@ -193,24 +196,3 @@ class SkeletonBatch:
                 qubits = qubits[1:]
             state = apply_gate(state, mat, qubits, self.num_wires)  # (B, 2**N)
         return self.readout(state)[:, 0]  # (B,)
-
-
-def shift_derivative(fn, angles: torch.Tensor, slot: int) -> torch.Tensor:
-    """``d fn / d angles[:, slot]`` by the four-term shift rule, with forward passes only (memory O(one
-    state)).
-
-    Args:
-        fn: ``angles (B, P) -> (B,)``, whose dependence on each angle has frequencies within {1/2, 1}.
-        angles: ``(B, P)``.
-        slot: The angle to differentiate.
-
-    Returns:
-        ``(B,)`` exact derivatives.
-    """
-    out = torch.zeros(angles.shape[0], dtype=angles.dtype)
-    with torch.no_grad():
-        for shift, coeff in SHIFT_RULE:
-            moved = angles.clone()
-            moved[:, slot] += shift
-            out += coeff * fn(moved)
-    return out

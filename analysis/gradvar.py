@@ -1,20 +1,14 @@
-"""Gradient variance of random circuits: the barren-plateau experiment (McClean et al., Nat. Commun. 9, 4812,
-2018;
-Yao & Hasegawa, PRA 111, 022426, 2025).
+"""Gradient variance of random circuits: the barren-plateau experiment.
+
+References: McClean et al., Nat. Commun. 9, 4812 (2018); Yao & Hasegawa, PRA 111, 022426 (2025).
 
 For one point (design, n qubits, layers, observable) we draw N random circuits (structure from
-:func:`circuits.bp_circuit` with a per-sample seed, angles U[0, 2pi)) and take ``d<O>/d theta_1`` exactly:
-torch
-autograd on the batched statevector of :mod:`analysis.engine`, or, when autograd's stored states would not
-fit, the
-exact four-term shift rule with forward passes only. Ancilla designs past ``max_exact_wires`` use branch
-sampling
-(K on/off patterns per circuit); their variance is bias-corrected (below) and the point is marked as an
-estimate.
-The ``"qffn"`` design is the Q-FFN circuit itself (:func:`circuits.qffn_circuit`, per-qubit ancillas, ring
-readout,
-output ``<Z_0>``) with inputs x ~ N(0, 1) and uniform weights, run by qldm's statevector or tensor-network
-executor.
+:func:`circuits.bp_circuit` with a per-sample seed, angles U[0, 2pi)) and take ``d<O>/d theta_1`` exactly: torch
+autograd on the batched statevector of :mod:`analysis.engine`, or, when autograd's stored states would not fit, the
+exact four-term shift rule with forward passes only. Ancilla designs past ``max_exact_wires`` use branch sampling (K
+on/off patterns per circuit); their variance is bias-corrected (below) and the point is marked as an estimate. The
+``"qffn"`` design is the Q-FFN circuit itself (:func:`circuits.qffn_circuit`, per-qubit ancillas, ring readout, output
+``<Z_0>``) with inputs x ~ N(0, 1) and uniform weights, run by qldm's statevector or tensor-network executor.
 """
 
 from __future__ import annotations
@@ -25,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.engine import SkeletonBatch, shift_derivative
+from analysis.engine import SkeletonBatch
 from circuits import bp_circuit, qffn_circuit
 from circuits.spec import CircuitSpec
+from qldm.quantum.shift import shift_derivative
 
 __all__ = [
     "DESIGNS",
@@ -251,10 +246,8 @@ def variance_ci(g: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed:
 def fit_slope(n: np.ndarray, var: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[float, float, float] | None:
     """Weighted least-squares fit of ``ln Var = a + slope * n``.
 
-    Each point's weight is ``1 / sigma**2`` with ``sigma = (ln high - ln low) / (2 * 1.96)`` from its
-    bootstrap
-    interval. Points with a non-positive variance or bound (possible for bias-corrected estimates) are
-    dropped.
+    Each point's weight is ``1 / sigma**2`` with ``sigma = (ln high - ln low) / (2 * 1.96)`` from its bootstrap
+    interval. Points with a non-positive variance or bound (possible for bias-corrected estimates) are dropped.
 
     Returns:
         ``(slope, standard error, intercept)``, or ``None`` with fewer than 2 usable points.

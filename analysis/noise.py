@@ -1,14 +1,10 @@
 """Gradients under a device noise model: parameter shift on Aer's density-matrix estimator.
 
-A noise model built from a fake backend's calibration (``NoiseModel.from_backend``) only acts on the device's
-basis
-gates and qubits, so each circuit is transpiled to the fake device first (its coupling map and basis). The
-expectation
-is exact under the noise (density matrix, precision 0), so the only randomness is the circuit draw. Noise
-channels do
+A noise model built from a fake backend's calibration (``NoiseModel.from_backend``) only acts on the device's basis
+gates and qubits, so each circuit is transpiled to the fake device first (its coupling map and basis). The expectation
+is exact under the noise (density matrix, precision 0), so the only randomness is the circuit draw. Noise channels do
 not depend on the angle, so ``<O>(theta_1)`` keeps the frequencies {1/2, 1} and the four-term shift rule of
-:mod:`analysis.engine` stays exact. Controlled rotations are decomposed into RY/RZ/CX before anything binds
-at run
+:mod:`qldm.quantum.shift` stays exact. Controlled rotations are decomposed into RY/RZ/CX before anything binds at run
 time (Aer misreads run-time-bound ``crx``/``cry``/``crz``: docs/quantum-facts.md).
 """
 
@@ -18,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from analysis.engine import SHIFT_RULE
 from circuits import bp_circuit
 from circuits.spec import CircuitSpec
+from qldm.quantum.shift import CONTROLLED_SHIFT
 
 __all__ = ["NoisyEstimator", "DeviceTooSmallError", "calibration_date", "aer_shift_gradients"]
 
@@ -30,8 +26,7 @@ class DeviceTooSmallError(ValueError):
 
 
 def calibration_date(backend: Any) -> str | None:
-    """The calibration date of a (fake) backend's properties snapshot, ISO format, or ``None`` if it has
-    none."""
+    """The calibration date of a (fake) backend's properties snapshot, ISO format, or ``None`` if it has none."""
     props = backend.properties() if hasattr(backend, "properties") else None
     date = getattr(props, "last_update_date", None)
     return date.isoformat() if date is not None else None
@@ -48,7 +43,7 @@ class NoisyEstimator:
     """
 
     def __init__(self, backend: str | None = None) -> None:
-        from qiskit_aer.primitives import EstimatorV2
+        from qldm.quantum.aer import aer_estimator
 
         self.device = None
         opts: dict[str, Any] = {"method": "density_matrix"}
@@ -61,7 +56,7 @@ class NoisyEstimator:
             self.device = resolve_backend(f"aer-noise:{fake}" if kind == "fake" else backend).backend
             opts["noise_model"] = NoiseModel.from_backend(self.device)
         self.name = backend or "aer"
-        self.estimator = EstimatorV2(options={"backend_options": opts, "default_precision": 0.0})
+        self.estimator = aer_estimator(precision=0.0, backend_options=opts)
 
     @property
     def calibration(self) -> str | None:
@@ -103,13 +98,12 @@ class NoisyEstimator:
         return self.outputs(spec, np.zeros((len(weights), 0)), weights)[:, 0]
 
     def shift_gradient(self, spec: CircuitSpec, weights: np.ndarray, slot: int = 0) -> float:
-        """``d<O_0>/d weights[slot]`` by the four-term shift rule (exact for Pauli and controlled
-        rotations)."""
-        rows = np.repeat(np.asarray(weights, dtype=float)[None], len(SHIFT_RULE), axis=0)
-        for r, (shift, _) in enumerate(SHIFT_RULE):
+        """``d<O_0>/d weights[slot]`` by the four-term shift rule (exact for Pauli and controlled rotations)."""
+        rows = np.repeat(np.asarray(weights, dtype=float)[None], len(CONTROLLED_SHIFT), axis=0)
+        for r, (shift, _) in enumerate(CONTROLLED_SHIFT):
             rows[r, slot] += shift
         evs = self.expectations(spec, rows)
-        return float(sum(c * e for (_, c), e in zip(SHIFT_RULE, evs)))
+        return float(sum(c * e for (_, c), e in zip(CONTROLLED_SHIFT, evs)))
 
 
 def aer_shift_gradients(

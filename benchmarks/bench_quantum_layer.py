@@ -46,9 +46,9 @@ SIZES = (4, 8, 12, 16, 32)
 
 # name -> (registry name, module to import, options, largest n tried, tokens cap)
 EXECUTORS: dict[str, tuple[str, str, dict, int, int]] = {
-    "statevector": ("statevector", "qldm.quantum.statevector", {}, 12, 4096),
-    "tensornet": ("tensornet", "qldm.quantum.tensornet", {}, 32, 4096),
-    "branch-K1": ("branch", "qldm.quantum.branch", {}, 16, 4096),  # simulates 2**n data amplitudes
+    "statevector": ("statevector", "qldm.quantum.statevector.executor", {}, 12, 4096),
+    "tensornet": ("tensornet", "qldm.quantum.tensornet.executor", {}, 32, 4096),
+    "branch-K1": ("branch", "qldm.quantum.statevector.branch", {}, 16, 4096),  # simulates 2**n data amplitudes
     "aer-pub": ("aer", "qldm.quantum.aer", {"method": "pub"}, 8, 256),
     "aer-qnn": ("aer", "qldm.quantum.aer", {"method": "qnn"}, 4, 8),
 }
@@ -177,7 +177,7 @@ def _machine_info(threads: int) -> dict:
 
 def _branch_k_option() -> dict:
     """The BranchExecutor keyword that sets K (its name is that module's choice), set to 1."""
-    from qldm.quantum.branch import BranchExecutor
+    from qldm.quantum.statevector import BranchExecutor
 
     params = inspect.signature(BranchExecutor.__init__).parameters
     name = next((p for p in _BRANCH_K_NAMES if p in params), None)

@@ -1,7 +1,7 @@
 """A fast calibrated emulator: exact torch expectation values, damped per observable, plus shot noise.
 
-Runtime local mode simulates device noise one trajectory per shot (0.3-0.9 s per shot at 16 data qubits,
-quantum-facts.md), far too slow for sampling images. This emulator instead computes the exact ``<O_j>`` with
+Runtime local mode simulates device noise one trajectory per shot (timings in quantum-facts.md), far too slow for
+sampling images. This emulator instead computes the exact ``<O_j>`` with
 qldm's ``StatevectorExecutor`` and multiplies it by a damping factor ``f_j`` from the *transpiled* circuit's
 calibration on that device, then adds Gaussian shot noise of variance ``(1 - (f_j <O_j>)^2) / shots``:
 
@@ -34,7 +34,7 @@ from circuits.spec import CircuitSpec
 from hardware.ancilla import all_patterns
 from hardware.backends import ResolvedBackend, resolve_backend
 from hardware.transpile import Transpiled, Transpiler, _error, measured_qubits
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.executor import Executor, Program
 from qldm.quantum.statevector import StatevectorExecutor
 
 __all__ = ["EmulatorExecutor", "observable_damping"]
@@ -152,10 +152,10 @@ class EmulatorExecutor(Executor):
         max_branches: Enumerate all patterns up to this many, else sample this many per call (torch RNG).
         idle_decoherence: Add T1/T2 damping of idle light-cone qubits (real devices; see module doc).
         optimization_level, layout_candidates, cache_dir: Passed to :class:`hardware.transpile.Transpiler`.
-        dtype: Simulation precision.
+        dtype: Simulation precision (a torch dtype or its name, ``"float64"``).
 
     Raises:
-        ValueError: On a backend without calibration or a bad shot count.
+        ValueError: On a backend without calibration, a bad shot count or dtype.
     """
 
     name = "emulator"
@@ -172,8 +172,11 @@ class EmulatorExecutor(Executor):
         optimization_level: int = 2,
         layout_candidates: int = 3,
         cache_dir: str | None = None,
-        dtype: torch.dtype = torch.float64,
+        dtype: torch.dtype | str = torch.float64,
     ) -> None:
+        dtype = getattr(torch, dtype.removeprefix("torch.")) if isinstance(dtype, str) else dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
         if not self.resolved.has_calibration:
             raise ValueError(f"the emulator needs a calibrated backend, not {self.resolved.name!r}")
@@ -185,6 +188,7 @@ class EmulatorExecutor(Executor):
             int(max_branches),
         )
         self.idle_decoherence, self.dtype = bool(idle_decoherence), dtype
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.transpiler = Transpiler(
             self.resolved,
             optimization_level=optimization_level,
@@ -193,13 +197,19 @@ class EmulatorExecutor(Executor):
         )
 
     def describe(self) -> dict:
+        """Every constructor option, JSON-able: ``EmulatorExecutor(**{k: v for k, v in d.items() if k != "name"})``
+        rebuilds the executor (``dtype`` as its string is accepted back)."""
         return {
             "name": self.name,
             "backend": self.resolved.name,
             "shots": self.shots,
             "ancilla_elimination": self.ancilla_elimination,
+            "max_branches": self.max_branches,
             "idle_decoherence": self.idle_decoherence,
-            "transpile": self.transpiler.options(),
+            "optimization_level": self.transpiler.optimization_level,
+            "layout_candidates": self.transpiler.layout_candidates,
+            "cache_dir": self.cache_dir,
+            "dtype": str(self.dtype).removeprefix("torch."),
         }
 
     def damping(self, transpiled: Transpiled) -> torch.Tensor:
@@ -211,9 +221,14 @@ class EmulatorExecutor(Executor):
         return _EmulatorProgram(spec, self)
 
 
-class _EmulatorProgram:
+class _EmulatorProgram(Program):
+    """Damped exact values of the faithful circuit or of its branch circuits, plus Gaussian shot noise."""
+
+    cast_back = True
+
     def __init__(self, spec: CircuitSpec, ex: EmulatorExecutor) -> None:
-        self.spec, self.ex = spec, ex
+        super().__init__(spec, dtype=ex.dtype)
+        self.ex = ex
         sv = StatevectorExecutor(dtype=ex.dtype)
         if not ex.ancilla_elimination:
             self.full = (sv.compile(spec), ex.damping(ex.transpiler.transpile(spec)))
@@ -234,7 +249,7 @@ class _EmulatorProgram:
 
     def mean_and_var(self, inputs: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Damped expectation ``(B, n_obs)`` and the per-shot variance ``(B, n_obs)`` of the estimator."""
-        x, w = inputs.to(self.ex.dtype), weights.to(self.ex.dtype)
+        x, w = inputs.to(self.ex.dtype), weights.to(self.ex.dtype)  # a no-op when called from the template
         if not self.ex.ancilla_elimination:
             program, f = self.full
             f = f.to(x.device)
@@ -251,13 +266,11 @@ class _EmulatorProgram:
             f = f.to(x.device)
             means.append(program(x, w[index]) * f[0] + f[1])  # (B, n_obs)
         stack = torch.stack(means)  # (K, B, n_obs)
-        # shots split evenly over K branches: var of the mean = sum_b var_b / (K^2 * shots/K) = mean_b
-        # var_b / shots
+        # shots split evenly over K branches: var of the mean = sum_b var_b / (K^2 * shots/K) = mean_b var_b / shots
         return stack.mean(0), (1 - stack.detach() ** 2).clamp_min(0).mean(0)
 
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        check_inputs(self.spec, inputs, weights)
-        mean, var = self.mean_and_var(inputs, weights)  # (B, n_obs) each
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mean_and_var(x, w)  # (B, n_obs) each
         if self.ex.shots is not None:
             mean = mean + torch.randn_like(mean) * (var / self.ex.shots).sqrt()  # torch global RNG
-        return mean.to(inputs.dtype)  # (B, n_obs)
+        return mean  # (B, n_obs)

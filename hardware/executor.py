@@ -33,7 +33,7 @@ from hardware.ancilla import all_patterns, branch_parameter_values
 from hardware.backends import ResolvedBackend, resolve_backend
 from hardware.primitives import EstimatorFactory, EstimatorKind, Resilience, make_estimator
 from hardware.transpile import Transpiled, Transpiler
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.executor import Executor, Program
 
 __all__ = ["RuntimeExecutor", "HardwareJobError"]
 
@@ -56,7 +56,7 @@ class RuntimeExecutor(Executor):
         shots: Shots per parameter set (split over branches with ancilla elimination). ``None`` with ``aer``:
             exact expectation values.
         precision: Target standard error instead of shots (runtime semantics; overrides ``shots``).
-        resilience: Mitigation options passed to the runtime Estimator.
+        resilience: Mitigation options passed to the runtime Estimator (a :class:`Resilience` or its dict).
         mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it).
         max_pubs_per_job: Split jobs beyond this many PUBs.
         max_parameter_sets_per_pub: Split a PUB's parameter array beyond this many rows.
@@ -84,7 +84,7 @@ class RuntimeExecutor(Executor):
         *,
         shots: int | None = 1024,
         precision: float | None = None,
-        resilience: Resilience | None = None,
+        resilience: Resilience | dict | None = None,
         mode: Mode = "job",
         max_pubs_per_job: int = 100,
         max_parameter_sets_per_pub: int = 4096,
@@ -108,7 +108,7 @@ class RuntimeExecutor(Executor):
             raise ValueError("max_pubs_per_job, max_parameter_sets_per_pub, max_branches must be >= 1, retries >= 0")
         self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
         self.shots, self.precision = shots, precision
-        self.resilience = resilience or Resilience()
+        self.resilience = Resilience(**resilience) if isinstance(resilience, dict) else resilience or Resilience()
         self.mode, self.retries, self.backoff = mode, int(retries), float(backoff)
         self.max_pubs_per_job, self.max_parameter_sets_per_pub = (
             int(max_pubs_per_job),
@@ -129,6 +129,8 @@ class RuntimeExecutor(Executor):
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict:
+        """Every constructor option but ``estimator_factory``, JSON-able:
+        ``RuntimeExecutor(**{k: v for k, v in d.items() if k != "name"})`` rebuilds the executor."""
         return {
             "name": self.name,
             "backend": self.resolved.name,
@@ -136,9 +138,15 @@ class RuntimeExecutor(Executor):
             "precision": self.precision,
             "resilience": self.resilience.to_dict(),
             "mode": self.mode,
+            "max_pubs_per_job": self.max_pubs_per_job,
+            "max_parameter_sets_per_pub": self.max_parameter_sets_per_pub,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "ancilla_elimination": self.ancilla_elimination,
             "max_branches": self.max_branches,
-            "transpile": self.transpiler.options(),
+            "optimization_level": self.transpiler.optimization_level,
+            "layout_candidates": self.transpiler.layout_candidates,
             "estimator": self.estimator,
         }
 
@@ -206,9 +214,14 @@ class RuntimeExecutor(Executor):
         return out
 
 
-class _RuntimeProgram:
+class _RuntimeProgram(Program):
+    """PUBs of the faithful circuit or of the branch circuits; results detached, in the inputs' dtype."""
+
+    cast_back = True
+
     def __init__(self, spec: CircuitSpec, executor: RuntimeExecutor) -> None:
-        self.spec, self.executor = spec, executor
+        super().__init__(spec)  # no chunking here: run_numpy splits work by the job and PUB limits
+        self.executor = executor
         self._warned = False
         if executor.ancilla_elimination:
             k = len(spec.ancilla_qubits)
@@ -310,18 +323,14 @@ class _RuntimeProgram:
         np.save(tmp, np.asarray(ev, dtype=float))
         tmp.replace(path)
 
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        check_inputs(self.spec, inputs, weights)
-        if torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad) and not self._warned:
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) and not self._warned:
             warnings.warn(
-                f"RuntimeExecutor({self.executor.resolved.name}) is inference-only: its output is "
-                "detached and "
+                f"RuntimeExecutor({self.executor.resolved.name}) is inference-only: its output is detached and "
                 "carries no gradient; run sampling under torch.no_grad()",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,  # the program's caller (_run <- Program.__call__ <- caller)
             )
             self._warned = True
-        if inputs.shape[0] == 0:
-            return inputs.new_zeros((0, self.spec.num_outputs)).detach()
-        out = self.run_numpy(inputs.detach().cpu().double().numpy(), weights.detach().cpu().double().numpy())
-        return torch.as_tensor(out, dtype=inputs.dtype, device=inputs.device)  # (B, n_obs)
+        out = self.run_numpy(x.detach().cpu().double().numpy(), w.detach().cpu().double().numpy())
+        return torch.as_tensor(out, dtype=x.dtype, device=x.device)  # (B, n_obs)

@@ -24,8 +24,7 @@ from hardware.backends import ResolvedBackend
 
 __all__ = ["Resilience", "make_estimator", "EstimatorFactory", "LOCAL_EXECUTOR_MAX_QUBITS"]
 
-# Largest fake device on which the client-side Estimator's local simulation fits (it does not drop idle
-# qubits).
+# Largest fake device on which the client-side Estimator's local simulation fits (it does not drop idle qubits).
 LOCAL_EXECUTOR_MAX_QUBITS = 20
 EstimatorKind = Literal["auto", "executor", "v2"]
 EstimatorFactory = Callable[[Any, dict], Any]
@@ -107,9 +106,9 @@ def make_estimator(
     """
     if resolved.kind in ("aer", "aer-noise"):
         if resolved.kind == "aer" and shots is None and precision is None:
-            from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+            from qldm.quantum.aer import aer_estimator
 
-            return AerEstimator(options={"default_precision": 0.0})
+            return aer_estimator(precision=0.0)
         from qiskit.primitives import BackendEstimatorV2
 
         eff = precision if precision is not None else (1.0 / shots**0.5 if shots else 1.0 / 1024**0.5)

@@ -31,8 +31,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def reference_expectations(spec: CircuitSpec, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Exact ``<O_k>`` per row of ``inputs`` from ``qiskit.quantum_info.Statevector``: shape ``(B,
-    n_obs)``."""
+    """Exact ``<O_k>`` per row of ``inputs`` from ``qiskit.quantum_info.Statevector``: shape ``(B, n_obs)``."""
     rows = []
     for x in np.atleast_2d(inputs):
         state = Statevector(spec.bind(x, weights))

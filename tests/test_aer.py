@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import reference_expectations
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.primitives import BaseEstimatorV2
-from qiskit.quantum_info import SparsePauliOp, Statevector
+from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer.primitives import EstimatorV2
 
 from circuits import CircuitSpec, qffn_circuit
@@ -21,15 +22,6 @@ from qldm.quantum.aer import AerExecutor, decompose_for_aer, resolve_aer_device
 from qldm.quantum.statevector import StatevectorExecutor
 
 F64 = torch.float64
-
-
-def exact_expectations(spec: CircuitSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(B, n_in), (n_w,) -> (B, n_obs) from qiskit.quantum_info.Statevector, parameters bound by name."""
-    rows = []
-    for xb in x:
-        sv = Statevector(spec.bind(xb, w))
-        rows.append([sv.expectation_value(o).real for o in spec.observables])
-    return np.array(rows)
 
 
 def controlled_rotation_spec(seed: int = 3) -> CircuitSpec:
@@ -78,7 +70,7 @@ def test_qffn_matches_statevector(qffn_spec: CircuitSpec, method: str) -> None:
     assert {"crz", "cry"} <= set(qffn_spec.circuit.count_ops())  # the Q-FFN circuit holds the broken gates
     x, w = _data(qffn_spec, 4)
     out = AerExecutor(method=method).compile(qffn_spec)(x, w)
-    exact = exact_expectations(qffn_spec, x.numpy(), w.numpy())
+    exact = reference_expectations(qffn_spec, x.numpy(), w.numpy())
     np.testing.assert_allclose(out.numpy(), exact, atol=1e-6)
     assert np.abs(exact).max() > 0.05  # the comparison is not between near-zero numbers
 
@@ -87,7 +79,7 @@ def test_controlled_rotations_pitfall_is_real_and_handled() -> None:
     spec = controlled_rotation_spec()
     assert {"crx", "cry", "crz", "cp"} <= set(spec.circuit.count_ops())
     x, w = _data(spec, 3, seed=1)
-    exact = exact_expectations(spec, x.numpy(), w.numpy())
+    exact = reference_expectations(spec, x.numpy(), w.numpy())
     # raw, undecomposed circuit on Aer, correctly ordered values: Aer reads the controlled angles as 0
     values = spec.parameter_values(x.numpy(), w.numpy())  # (B, P) in circuit.parameters order
     raw = EstimatorV2().run([(spec.circuit, [[o] for o in spec.observables], values)]).result()[0].data.evs.T
@@ -105,7 +97,7 @@ def test_controlled_rotations_pitfall_is_real_and_handled() -> None:
 def test_parameter_order(spec_fn) -> None:
     spec = spec_fn()
     x, w = _data(spec, 3, seed=2)
-    exact = exact_expectations(spec, x.numpy(), w.numpy())
+    exact = reference_expectations(spec, x.numpy(), w.numpy())
     circuit = decompose_for_aer(spec.circuit)  # isolate the ordering effect from pitfall 1
     obs = [[o] for o in spec.observables]
     spec_order = np.concatenate([x.numpy(), np.broadcast_to(w.numpy(), (3, spec.num_weights))], axis=1)
@@ -123,7 +115,7 @@ def test_default_precision_pitfall_and_exact_path(qffn_spec: CircuitSpec) -> Non
     from qiskit_machine_learning.neural_networks import EstimatorQNN
 
     x, w = _data(qffn_spec, 4, seed=3)
-    exact = exact_expectations(qffn_spec, x.numpy(), w.numpy())
+    exact = reference_expectations(qffn_spec, x.numpy(), w.numpy())
     circuit = decompose_for_aer(qffn_spec.circuit)
     default_qnn = EstimatorQNN(
         circuit=circuit, estimator=EstimatorV2(), observables=list(qffn_spec.observables),
@@ -141,7 +133,7 @@ def test_default_precision_pitfall_and_exact_path(qffn_spec: CircuitSpec) -> Non
 def test_shots_within_standard_error(qffn_spec: CircuitSpec) -> None:
     shots = 4096
     x, w = _data(qffn_spec, 64, seed=4)
-    exact = exact_expectations(qffn_spec, x.numpy(), w.numpy())
+    exact = reference_expectations(qffn_spec, x.numpy(), w.numpy())
     executor = AerExecutor(shots=shots)
     assert not executor.exact and executor.precision == pytest.approx(1 / 64)
     program = executor.compile(qffn_spec)
@@ -210,7 +202,7 @@ def test_injected_estimator_is_used(qffn_spec: CircuitSpec) -> None:
     x, w = _data(qffn_spec, 2)
     out = executor.compile(qffn_spec)(x, w)
     assert est.calls == 1 and executor.describe()["device"] == "injected"
-    np.testing.assert_allclose(out.numpy(), exact_expectations(qffn_spec, x.numpy(), w.numpy()), atol=1e-6)
+    np.testing.assert_allclose(out.numpy(), reference_expectations(qffn_spec, x.numpy(), w.numpy()), atol=1e-6)
 
 
 def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,5 +250,5 @@ def test_gpu_device_matches_exact(qffn_spec: CircuitSpec) -> None:
     executor = AerExecutor(device="auto")
     assert executor.device == "GPU"
     x, w = _data(qffn_spec, 4)
-    exact = exact_expectations(qffn_spec, x.numpy(), w.numpy())
+    exact = reference_expectations(qffn_spec, x.numpy(), w.numpy())
     np.testing.assert_allclose(executor.compile(qffn_spec)(x, w).numpy(), exact, atol=1e-6)

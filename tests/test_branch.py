@@ -7,9 +7,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from circuits import bp_circuit, qffn_circuit
-from qldm.quantum.branch import BranchExecutor
 from qldm.quantum.layer import QuantumLayer
-from qldm.quantum.statevector import StatevectorExecutor
+from qldm.quantum.statevector import BranchExecutor, StatevectorExecutor
 
 F64 = torch.float64
 
@@ -24,8 +23,7 @@ def test_enumeration_is_exact(ancillas):
 
 
 def test_z_test_against_exact_n4():
-    """Mean of 4000 single-branch estimates per output vs exact: |z| < 4 (two-sided level ~6e-5 per
-    output)."""
+    """Mean of 4000 single-branch estimates per output vs exact: |z| < 4 (two-sided level ~6e-5 per output)."""
     spec = qffn_circuit(4)
     torch.manual_seed(0)
     x = torch.randn(1, 4, dtype=F64).expand(4000, 4)
@@ -96,7 +94,7 @@ def test_invalid_specs_raise():
 
 def test_branch_refuses_a_data_register_too_wide_for_a_statevector():
     from circuits import qffn_circuit
-    from qldm.quantum.branch import BranchExecutor
+    from qldm.quantum.statevector import BranchExecutor
 
     with pytest.raises(ValueError, match="32 data qubits exceed"):
         BranchExecutor().compile(qffn_circuit(32))

@@ -11,7 +11,7 @@ from qiskit.quantum_info import SparsePauliOp
 from circuits import qffn_circuit
 from circuits.spec import CircuitSpec
 from qldm.qffn import QFFNConfig, QuantumFeedForward
-from qldm.quantum import UnsupportedInstructionError
+from qldm.quantum import UnsupportedInstructionError, make_executor
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.statevector import StatevectorExecutor
 
@@ -31,15 +31,19 @@ def test_shapes_over_input_ranks(lead):
 
 
 def test_bad_inputs_raise():
-    layer = QuantumLayer(qffn_circuit(3))
+    layer = QuantumLayer(qffn_circuit(3), executor=StatevectorExecutor())
     with pytest.raises(ValueError, match="last dimension 3"):
         layer(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="last dimension 3"):
+        layer(torch.randn(2, 4, 2))  # a wrong width is refused, never reshaped into other tokens
     with pytest.raises(ValueError, match="NaN/inf"):
         layer(torch.tensor([[0.0, float("nan"), 1.0]]))
     with pytest.raises(ValueError, match="NaN/inf"):
         layer(torch.tensor([[0.0, float("inf"), 1.0]]))
     with pytest.raises(ValueError, match="unknown quantum executor 'nope'"):
-        QuantumLayer(qffn_circuit(3), executor="nope")
+        make_executor("nope")
+    with pytest.raises(TypeError, match="Executor instance"):
+        QuantumLayer(qffn_circuit(3), executor="statevector")  # names are resolved in the registry only
 
 
 @pytest.mark.parametrize("inst", ["reset", "measure"])
@@ -51,7 +55,7 @@ def test_unsupported_instruction_named(inst):
         qc.reset(1)
         spec = CircuitSpec(qc, (), (theta,), (SparsePauliOp("IZ"),), (0, 1))
         with pytest.raises(UnsupportedInstructionError, match="'reset'"):
-            QuantumLayer(spec)
+            QuantumLayer(spec, executor=StatevectorExecutor())
     else:
         qc.measure(0, 0)  # the spec itself refuses measurements, with a clear error
         with pytest.raises(ValueError, match="measurements"):

@@ -1,14 +1,14 @@
-"""The tensor-network executor against Qiskit's Statevector, the statevector executor and finite
-differences."""
+"""The tensor-network executor against Qiskit's Statevector, the statevector executor and finite differences."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from conftest import reference_expectations
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
-from qiskit.quantum_info import SparsePauliOp, Statevector
+from qiskit.quantum_info import SparsePauliOp
 
 from circuits import qffn_circuit
 from circuits.barren import BP_ANCILLA_MODES, BP_OBSERVABLES, bp_circuit
@@ -20,15 +20,6 @@ from qldm.quantum.statevector import StatevectorExecutor
 from qldm.quantum.tensornet import TensorNetworkExecutor
 
 F64 = torch.float64
-
-
-def _qiskit_expectations(spec: CircuitSpec, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """(B, n_obs) from ``qiskit.quantum_info.Statevector`` of the full circuit, one bound circuit a token."""
-    rows = []
-    for xi in x:
-        state = Statevector(spec.bind(xi, w))
-        rows.append([state.expectation_value(obs).real for obs in spec.observables])
-    return np.array(rows)
 
 
 def _run(spec: CircuitSpec, x: np.ndarray, w: np.ndarray, **opts) -> np.ndarray:
@@ -98,7 +89,7 @@ def test_qffn_matches_qiskit_statevector(n, ancillas, readout):
     spec = qffn_circuit(n, 2, ancillas, readout)
     rng = np.random.default_rng(n)
     x, w = rng.normal(size=(3, n)) * 2, rng.uniform(0, 2 * np.pi, spec.num_weights)
-    np.testing.assert_allclose(_run(spec, x, w), _qiskit_expectations(spec, x, w), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(_run(spec, x, w), reference_expectations(spec, x, w), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("ancillas", BP_ANCILLA_MODES)
@@ -107,7 +98,7 @@ def test_bp_circuits_match_qiskit_statevector(ancillas, observable):
     spec = bp_circuit(3, 4, ancillas=ancillas, observable=observable, seed=5)
     w = np.random.default_rng(1).uniform(0, 2 * np.pi, spec.num_weights)
     x = np.zeros((2, 0))
-    np.testing.assert_allclose(_run(spec, x, w), _qiskit_expectations(spec, x, w), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(_run(spec, x, w), reference_expectations(spec, x, w), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -115,7 +106,7 @@ def test_random_circuits_match_qiskit_statevector(seed):
     spec = random_spec(seed, depth=14 + seed, generic_start=seed < 6)
     rng = np.random.default_rng(100 + seed)
     x, w = rng.normal(size=(3, spec.num_inputs)), rng.uniform(-np.pi, np.pi, spec.num_weights)
-    expected = _qiskit_expectations(spec, x, w)
+    expected = reference_expectations(spec, x, w)
     assert np.abs(expected).max() > 1e-3  # the comparison is not between zeros
     np.testing.assert_allclose(_run(spec, x, w), expected, atol=1e-6, rtol=0)
 
@@ -161,7 +152,7 @@ def test_shared_and_none_agree_with_qiskit_at_n8_single_token():
     spec = qffn_circuit(8, 1, "shared", "ring")
     rng = np.random.default_rng(3)
     x, w = rng.normal(size=(1, 8)), rng.uniform(0, 2 * np.pi, spec.num_weights)
-    np.testing.assert_allclose(_run(spec, x, w), _qiskit_expectations(spec, x, w), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(_run(spec, x, w), reference_expectations(spec, x, w), atol=1e-6, rtol=0)
 
 
 # ------------------------------------------------------------------------------------ gradients
@@ -268,7 +259,7 @@ def test_edge_cases_constant_circuit_idle_wire_and_identity_terms():
     )
     spec = CircuitSpec(qc, (), (w[0],), obs, (0, 1, 2, 3), ())
     x, wv = np.zeros((2, 0)), np.array([0.9])
-    np.testing.assert_allclose(_run(spec, x, wv), _qiskit_expectations(spec, x, wv), atol=1e-9, rtol=0)
+    np.testing.assert_allclose(_run(spec, x, wv), reference_expectations(spec, x, wv), atol=1e-9, rtol=0)
 
     const = QuantumCircuit(2)
     const.h(0)

@@ -19,7 +19,7 @@ MICRO = ["data.limit=48", "train.epochs=2", "train.warmup_steps=2"]
 def _executor_override() -> list[str]:
     """The stochastic executor: ``branch`` (sampled ancilla branches) when it exists, else shuffled outputs."""
     try:
-        import qldm.quantum.branch  # noqa: F401
+        import qldm.quantum.statevector.branch  # noqa: F401
 
         return ["model.qffn.executor=branch"]
     except ImportError:

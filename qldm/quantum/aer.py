@@ -45,11 +45,11 @@ from qiskit.circuit.library import RXGate, RYGate, RZGate
 from qiskit.primitives import BaseEstimatorV2
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.angles import angle_function
-from qldm.quantum.compile import UnsupportedInstructionError
-from qldm.quantum.executor import Executor, check_inputs
+from qldm.quantum.compile import UnsupportedInstructionError, angle_function
+from qldm.quantum.executor import Executor, Program
+from qldm.quantum.shift import PAULI_SHIFT
 
-__all__ = ["AerExecutor", "AER_SAFE_BASIS", "decompose_for_aer", "resolve_aer_device"]
+__all__ = ["AerExecutor", "AER_SAFE_BASIS", "aer_estimator", "decompose_for_aer", "resolve_aer_device"]
 
 #: Target basis for Aer: the only parameterized gates are RX/RY/RZ, which Aer binds correctly at run time.
 AER_SAFE_BASIS: tuple[str, ...] = (
@@ -74,6 +74,35 @@ def resolve_aer_device(device: Literal["auto", "CPU", "GPU"]) -> str:
     if device not in available:
         raise ValueError(f"Aer device {device!r} is not available (Aer reports {available})")
     return device
+
+
+def aer_estimator(
+    *,
+    precision: float = 0.0,
+    device: Literal["CPU", "GPU"] | None = None,
+    backend_options: Mapping[str, object] | None = None,
+) -> BaseEstimatorV2:
+    """Build ``qiskit_aer.primitives.EstimatorV2``: the one place an Aer estimator is configured.
+
+    Args:
+        precision: Std of the Gaussian noise Aer adds to each expectation value; 0 = exact.
+        device: ``"CPU"`` or ``"GPU"`` sets Aer's device; on CPU it also parallelises over a PUB's bindings
+            (``max_parallel_experiments=0``), where Aer's own default parallelises inside each state from 14 wires
+            on, much slower for many small bindings (``benchmarks/RESULTS.md``). ``None`` leaves Aer's defaults.
+        backend_options: ``AerSimulator`` options over those defaults (``method``, ``noise_model``, threads...).
+    """
+    from qiskit_aer.primitives import EstimatorV2
+
+    options: dict[str, object] = {}
+    if device is not None:
+        options["device"] = device
+        if device == "CPU":
+            options["max_parallel_experiments"] = 0  # 0 = as many as threads
+    options |= dict(backend_options or {})
+    config: dict[str, object] = {"default_precision": float(precision)}
+    if options:
+        config["backend_options"] = options
+    return EstimatorV2(options=config)
 
 
 def decompose_for_aer(circuit: QuantumCircuit, basis: Sequence[str] = AER_SAFE_BASIS) -> QuantumCircuit:
@@ -111,8 +140,7 @@ class AerExecutor(Executor):
             ``A`` gate angles, which bounds memory.
         device: ``"auto"``, ``"CPU"`` or ``"GPU"`` (qiskit-aer-gpu); ignored when ``estimator`` is given.
         backend_options: ``AerSimulator`` options over our defaults (e.g. ``max_parallel_threads``). On CPU
-            our default parallelises over a PUB's bindings (``max_parallel_experiments=0``): Aer's own default
-            parallelises inside each state from 14 wires on: 14x slower at 16 wires on a busy 2-core CPU.
+            our default parallelises over a PUB's bindings (see :func:`aer_estimator`).
         estimator: An ``EstimatorV2`` to use instead of building ``qiskit_aer.primitives.EstimatorV2``.
 
     Raises:
@@ -148,16 +176,12 @@ class AerExecutor(Executor):
         self.precision = 1.0 / math.sqrt(shots) if shots is not None else float(precision or 0.0)
         self.exact = self.precision == 0.0  # instance value shadows the class default
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._precision_arg = precision  # as given, for describe(): shots and precision are exclusive
         if estimator is None:
-            from qiskit_aer.primitives import EstimatorV2
-
             self.device = resolve_aer_device(device)
-            defaults: dict[str, object] = {"device": self.device}
-            if self.device == "CPU":
-                defaults["max_parallel_experiments"] = 0  # 0 = as many as threads
-            self.backend_options = defaults | dict(backend_options or {})
-            estimator = EstimatorV2(
-                options={"default_precision": self.precision, "backend_options": self.backend_options}
+            self.backend_options = dict(backend_options or {})
+            estimator = aer_estimator(
+                precision=self.precision, device=self.device, backend_options=self.backend_options
             )
         else:
             if backend_options:
@@ -166,8 +190,9 @@ class AerExecutor(Executor):
         self.estimator = estimator
 
     def describe(self) -> dict:
+        """Constructor options (an injected estimator shows as ``device="injected"`` and cannot be rebuilt)."""
         return {
-            "name": self.name, "method": self.method, "shots": self.shots, "precision": self.precision,
+            "name": self.name, "method": self.method, "shots": self.shots, "precision": self._precision_arg,
             "seed": self.seed, "chunk_size": self.chunk_size, "device": self.device,
             "backend_options": dict(self.backend_options),
         }  # fmt: skip
@@ -186,22 +211,27 @@ class AerExecutor(Executor):
         if isinstance(run_options, dict):
             run_options["seed_simulator"] = seed
 
-    def _chunked(self, spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor, fn) -> torch.Tensor:
-        check_inputs(spec, inputs, weights)
-        x, w = inputs.to(torch.float64), weights.to(torch.float64)
-        self._reseed()
-        outs = [fn(x[i : i + self.chunk_size], w) for i in range(0, x.shape[0], self.chunk_size)]
-        if not outs:
-            return inputs.new_zeros((0, spec.num_outputs))
-        return torch.cat(outs).to(dtype=inputs.dtype)  # (B, n_obs)
-
 
 # ------------------------------------------------------------------------------------------- batched PUB path
-class _PubProgram:
+class _AerProgram(Program):
+    """Shared template settings: float64 arguments, chunks of ``executor.chunk_size`` tokens, one noise seed per call,
+    results in the inputs' dtype."""
+
+    cast_back = True
+
+    def __init__(self, spec: CircuitSpec, executor: AerExecutor) -> None:
+        super().__init__(spec, dtype=torch.float64, chunk_size=executor.chunk_size)
+        self.executor = executor
+
+    def _begin(self, batch: int) -> None:
+        self.executor._reseed()
+
+
+class _PubProgram(_AerProgram):
     """Gate-level circuit with one angle ``g[k]`` per parameterized rotation; parameter shift on the ``g``."""
 
     def __init__(self, spec: CircuitSpec, decomposed: QuantumCircuit, executor: AerExecutor) -> None:
-        self.spec, self.executor = spec, executor
+        super().__init__(spec, executor)
         exprs = [inst.operation.params[0] for inst in decomposed.data if inst.operation.is_parameterized()]
         g = ParameterVector("g", len(exprs))
         circuit = decomposed.copy_empty_like()
@@ -224,30 +254,28 @@ class _PubProgram:
         """``angles (..., A) -> (..., n_obs)``: one PUB, observables broadcast against every binding."""
         if self.num_angles == 0:  # a circuit without parameters: bind nothing, broadcast the result
             lead = angles.shape[:-1]
-            evs = self._run([row[0] for row in self.observables], None)  # (n_obs,)
+            evs = self._estimate([row[0] for row in self.observables], None)  # (n_obs,)
             return np.broadcast_to(evs, lead + evs.shape).copy()
         flat = angles.reshape(-1, self.num_angles)  # (N, A)
-        evs = self._run(self.observables, flat)  # (n_obs, N)
+        evs = self._estimate(self.observables, flat)  # (n_obs, N)
         return evs.T.reshape(angles.shape[:-1] + (len(self.spec.observables),))
 
-    def _run(self, observables: list, values: np.ndarray | None) -> np.ndarray:
+    def _estimate(self, observables: list, values: np.ndarray | None) -> np.ndarray:
         pub = (self.circuit, observables) if values is None else (self.circuit, observables, values)
         result = self.executor.estimator.run([pub], precision=self.executor.precision).result()
         return np.asarray(result[0].data.evs, dtype=np.float64)
 
     def shift_jacobian(self, angles: np.ndarray) -> np.ndarray:
         """``angles (B, A) -> d<O>/dg (B, n_obs, A)``, two-term shift rule (exact for ``exp(-i g P / 2)``)."""
-        eye = np.eye(self.num_angles) * (np.pi / 2)  # (A, A)
-        shifted = np.stack([angles[:, None, :] + eye, angles[:, None, :] - eye])  # (2, B, A, A)
-        evs = self.expectations(shifted)  # (2, B, A, n_obs)
-        return ((evs[0] - evs[1]) / 2).transpose(0, 2, 1)  # (B, n_obs, A)
+        eye = np.eye(self.num_angles)  # (A, A)
+        shifted = np.stack([angles[:, None, :] + shift * eye for shift, _ in PAULI_SHIFT])  # (S, B, A, A)
+        evs = self.expectations(shifted)  # (S, B, A, n_obs)  all shifts of all angles in one PUB
+        jac = sum(coeff * e for (_, coeff), e in zip(PAULI_SHIFT, evs))  # (B, A, n_obs)
+        return jac.transpose(0, 2, 1)  # (B, n_obs, A)
 
-    def _chunk(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         angles = self.angle_fn(x, w)  # (b, A), carries autograd to x and w
         return _ShiftExpectation.apply(angles, self)  # (b, n_obs)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return self.executor._chunked(self.spec, inputs, weights, self._chunk)
 
 
 class _ShiftExpectation(torch.autograd.Function):
@@ -270,14 +298,14 @@ class _ShiftExpectation(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------------------ EstimatorQNN path
-class _QnnProgram:
+class _QnnProgram(_AerProgram):
     """``EstimatorQNN`` on the decomposed circuit; forward/backward take spec-ordered (inputs, weights)."""
 
     def __init__(self, spec: CircuitSpec, decomposed: QuantumCircuit, executor: AerExecutor) -> None:
         from qiskit_machine_learning.gradients import ParamShiftEstimatorGradient
         from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-        self.spec, self.executor = spec, executor
+        super().__init__(spec, executor)
         self.qnn = EstimatorQNN(
             circuit=decomposed,
             estimator=executor.estimator,
@@ -289,11 +317,8 @@ class _QnnProgram:
             default_precision=executor.precision,  # 0.0 if exact; the 0.015625 default adds noise (pitfall 2)
         )
 
-    def _chunk(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return _QnnFunction.apply(x, w, self.qnn)  # (b, n_obs)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return self.executor._chunked(self.spec, inputs, weights, self._chunk)
 
 
 class _QnnFunction(torch.autograd.Function):

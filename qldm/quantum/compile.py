@@ -1,50 +1,130 @@
 """Compile a spec's Qiskit instructions into torch-evaluable gate matrices and angle functions.
 
-Nothing here re-describes a gate by hand. A parametrized gate's matrix is fitted, once per gate class, from
-Qiskit's
-own ``Gate.to_matrix()``: every standard rotation, phase and controlled-rotation gate has matrix entries
-that are
+Nothing here re-describes a gate by hand. A parametrized gate's matrix is fitted, once per gate class, from Qiskit's
+own ``Gate.to_matrix()``: every standard rotation, phase and controlled-rotation gate has matrix entries that are
 trigonometric polynomials of degree <= 2 in each half-angle, so sampling 5 points per parameter recovers
 
     M(theta) = sum_k C_k exp(i k . theta / 2),   k in {-2..2}^p,
 
-exactly (a discrete Fourier transform), and the fit is verified at a random point. Gate angles may be
-parameter
-expressions (``atan(x[i])``, linear combinations after transpilation); they are lambdified to torch via sympy.
+exactly (a discrete Fourier transform), and the fit is verified at a random point.
+
+Gate angles may be parameter expressions (``atan(x[i])``, linear combinations after transpilation). Most angles are a
+bare parameter (a weight, or an input); they become one index gather. The rest are lambdified to torch with sympy
+over *their own* parameters only, and identical expressions share one compiled function, so compile time stays linear
+in the circuit size.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import sympy
 import torch
-from qiskit.circuit import Gate, ParameterExpression
+from qiskit.circuit import Gate, Parameter, ParameterExpression
 from qiskit.circuit.library import get_standard_gate_name_mapping
 
 from circuits.spec import CircuitSpec
-from qldm.quantum.angles import angle_function
 
 __all__ = [
     "UnsupportedInstructionError",
     "GateOp",
     "CompiledSpec",
     "compile_spec",
-    "apply_gate",
+    "angle_function",
     "trig_basis",
+    "trig_matrix",
     "TrigBasis",
 ]
+
+_TORCH_FUNCS: dict[str, Callable | float] = {
+    "atan": torch.atan, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp,
+    "log": torch.log, "sqrt": torch.sqrt, "asin": torch.asin, "acos": torch.acos, "Abs": torch.abs,
+    "sign": torch.sign, "pi": float(np.pi), "E": float(np.e),
+}  # fmt: skip
+
+
+def _bare_parameter(expr: ParameterExpression) -> Parameter | None:
+    params = expr.parameters
+    if len(params) != 1:
+        return None
+    (p,) = params
+    return p if expr == p else None
+
+
+def angle_function(
+    exprs: Sequence[ParameterExpression | float], spec: CircuitSpec
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Compile gate-angle expressions into ``f(inputs (B, n_in), weights (n_w,)) -> (B, len(exprs))``.
+
+    Args:
+        exprs: One entry per gate parameter: a ``ParameterExpression`` over the spec's parameters, or a float.
+        spec: The spec whose ``input_params`` and ``weight_params`` define the argument order.
+
+    Raises:
+        ValueError: If an expression uses a parameter the spec does not declare.
+    """
+    params = list(spec.input_params) + list(spec.weight_params)
+    position = {p: i for i, p in enumerate(params)}
+    gather: list[int] = []  # column j of the output -> index into [inputs, weights, computed...]
+    computed: list[tuple[Callable, list[int]]] = []
+    cache: dict[str, int] = {}
+    constants: list[float] = []
+    for e in exprs:
+        if not isinstance(e, ParameterExpression):
+            constants.append(float(e))
+            gather.append(-len(constants))  # negative: a constant
+            continue
+        unknown = [p.name for p in e.parameters if p not in position]
+        if unknown:
+            raise ValueError(f"{spec.name}: angle {e} uses undeclared parameter(s) {unknown}")
+        bare = _bare_parameter(e)
+        if bare is not None:
+            gather.append(position[bare])
+            continue
+        key = str(e)
+        if key not in cache:
+            own = sorted(e.parameters, key=lambda p: position[p])
+            symbols = [sympy.Symbol(f"a{i}") for i in range(len(own))]
+            sym = e.sympify().subs({sympy.Symbol(p.name): s for p, s in zip(own, symbols)})
+            fn = sympy.lambdify(symbols, sym, modules=[_TORCH_FUNCS, "math"])
+            computed.append((fn, [position[p] for p in own]))
+            cache[key] = len(params) + len(computed) - 1
+        gather.append(cache[key])
+    n_in = spec.num_inputs
+    index = torch.tensor([g if g >= 0 else 0 for g in gather], dtype=torch.long)
+    is_const = torch.tensor([g < 0 for g in gather])
+    const_vals = torch.tensor([constants[-g - 1] if g < 0 else 0.0 for g in gather], dtype=torch.float64)
+
+    def angle_fn(inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        b = inputs.shape[0]
+        base = [inputs[:, :n_in], weights.reshape(1, -1).expand(b, -1)]  # (B, n_in), (B, n_w)
+        cols = torch.cat(base, dim=1)  # (B, P)
+        if computed:
+            extra = []
+            for fn, idx in computed:
+                v = fn(*[cols[:, i] for i in idx])
+                extra.append(v if torch.is_tensor(v) else torch.full((b,), float(v), dtype=cols.dtype))
+            cols = torch.cat([cols, torch.stack(extra, dim=1)], dim=1)  # (B, P + C)
+        if not gather:
+            return inputs.new_zeros((b, 0))
+        out = cols[:, index.to(cols.device)]  # (B, A)
+        if bool(is_const.any()):
+            out = torch.where(is_const.to(cols.device), const_vals.to(cols), out)
+        return out
+
+    return angle_fn
+
 
 _SKIP = {"barrier", "delay"}
 _FREQS = np.arange(-2, 3)  # k in exp(i k theta / 2)
 
 
 class UnsupportedInstructionError(ValueError):
-    """A circuit holds an instruction the torch executors cannot compile (measurement, reset, unknown
-    gate...)."""
+    """A circuit holds an instruction the torch executors cannot compile (measurement, reset, unknown gate...)."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +173,7 @@ def trig_basis(gate_name: str, num_params: int) -> TrigBasis:
 
 @dataclass(frozen=True)
 class GateOp:
-    """One compiled instruction: its qubits (Qiskit qarg order) and either a constant matrix or a basis +
-    slots."""
+    """One compiled instruction: its qubits (Qiskit qarg order) and either a constant matrix or a basis + slots."""
 
     name: str
     qubits: tuple[int, ...]
@@ -103,15 +182,33 @@ class GateOp:
     slots: tuple[int, ...] = ()  # indices into the angle vector, one per gate parameter
 
     def torch_matrix(self, angles: torch.Tensor | None, cdtype: torch.dtype) -> torch.Tensor:
-        """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B,
-        n_angles)``."""
+        """Return ``(d, d)`` for a constant gate, else ``(B, d, d)`` from ``angles`` of shape ``(B, n_angles)``."""
         if self.basis is None:
             return torch.as_tensor(self.matrix, dtype=cdtype, device=angles.device if angles is not None else None)
-        theta = angles[:, list(self.slots)]  # (B, p)
-        k = torch.as_tensor(self.basis.freqs, dtype=theta.dtype, device=theta.device)  # (T, p)
-        phase = torch.polar(torch.ones((), dtype=theta.dtype, device=theta.device), theta @ k.T / 2)  # (B, T)
-        c = torch.as_tensor(self.basis.coeffs, dtype=cdtype, device=theta.device)  # (T, d, d)
-        return torch.einsum("bt,tij->bij", phase.to(cdtype), c)
+        return trig_matrix(angles[:, list(self.slots)], self.basis.freqs, self.basis.coeffs, cdtype)
+
+
+def trig_matrix(
+    theta: torch.Tensor, freqs: np.ndarray | torch.Tensor, coeffs: np.ndarray | torch.Tensor, cdtype: torch.dtype
+) -> torch.Tensor:
+    """Gate matrices from fitted coefficients: ``M(theta) = sum_t coeffs[t] exp(i freqs[t] . theta / 2)``.
+
+    The one place a :class:`TrigBasis` (or a slice of it) becomes matrices, differentiable in ``theta``.
+
+    Args:
+        theta: ``(R, p)`` real gate angles, one row per matrix.
+        freqs: ``(T, p)`` half-angle frequencies shared by all rows, or ``(R, T, p)`` per row.
+        coeffs: ``(T, d, d)`` complex coefficients shared by all rows, or ``(R, T, d, d)`` per row.
+        cdtype: Complex dtype of the result.
+
+    Returns:
+        ``(R, d, d)`` matrices.
+    """
+    k = torch.as_tensor(freqs, dtype=theta.dtype, device=theta.device)
+    arg = theta @ k.T if k.dim() == 2 else torch.einsum("rp,rtp->rt", theta, k)  # (R, T)
+    phase = torch.polar(torch.ones_like(arg), arg / 2).to(cdtype)  # (R, T)
+    c = torch.as_tensor(coeffs, dtype=cdtype, device=theta.device)
+    return torch.einsum("rt,tij->rij" if c.dim() == 3 else "rt,rtij->rij", phase, c)
 
 
 @dataclass(frozen=True)
@@ -148,8 +245,7 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
         qubits = tuple(index[q] for q in inst.qubits)
         if not isinstance(op, Gate) or getattr(op, "condition", None) is not None:
             raise UnsupportedInstructionError(
-                f"{spec.name}: instruction {op.name!r} on qubits {qubits} cannot be compiled to a torch "
-                f"executor "
+                f"{spec.name}: instruction {op.name!r} on qubits {qubits} cannot be compiled to a torch executor "
                 "(only unitary gates are supported)"
             )
         if not any(isinstance(p, ParameterExpression) for p in op.params):
@@ -167,29 +263,3 @@ def compile_spec(spec: CircuitSpec) -> CompiledSpec:
         isinstance(e, ParameterExpression) and any(p in inputs for p in e.parameters) for e in exprs
     )
     return CompiledSpec(spec, circuit.num_qubits, tuple(ops), angle_function(exprs, spec), len(exprs), token_dependent)
-
-
-def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
-    """Apply a k-qubit gate to a batch of statevectors.
-
-    Args:
-        state: ``(B, 2**num_wires)`` complex, Qiskit little-endian (qubit q is bit q of the index).
-        matrix: ``(d, d)`` or ``(B, d, d)``, ``d = 2**k``, in Qiskit's qarg order (``qubits[0]`` least
-        significant).
-        qubits: The k target wires.
-        num_wires: Total wires.
-
-    Returns:
-        The new state, ``(B, 2**num_wires)``.
-    """
-    b, k = state.shape[0], len(qubits)
-    axes = [1 + num_wires - 1 - q for q in reversed(qubits)]  # tensor axis of each qubit, most significant first
-    psi = state.reshape((b,) + (2,) * num_wires)
-    rest = [a for a in range(1, num_wires + 1) if a not in axes]
-    psi = psi.permute([0] + rest + axes).reshape(b, -1, 2**k)  # (B, R, d)
-    if matrix.dim() == 2:
-        psi = psi @ matrix.T  # (B, R, d)
-    else:
-        psi = psi @ matrix.transpose(1, 2)  # (B, R, d)
-    inverse = np.argsort([0] + rest + axes)
-    return psi.reshape((b,) + (2,) * num_wires).permute(*inverse.tolist()).reshape(b, -1)

@@ -2,28 +2,23 @@
 
 An executor is configured once (precision, device, chunking, shots...) and injected into a ``QuantumLayer``. Its
 :meth:`Executor.compile` returns a :class:`Program`, a callable ``(inputs (B, n_in), weights (n_w,)) -> (B, n_obs)``
-that supports autograd to both arguments. Stochastic executors draw their randomness from torch's global RNG, which
-gradient checkpointing restores before a recompute, so recomputed forward passes reuse the same random draws.
+that supports autograd to both arguments. Every program shares one template (:meth:`Program.__call__`): it validates
+the arguments once, casts them to the program's dtype and device, answers an empty batch, splits the batch into
+chunks and calls the program's own :meth:`Program._run` per chunk. Stochastic executors draw their randomness from
+torch's global RNG, which gradient checkpointing restores before a recompute, so recomputed forward passes reuse the
+same random draws.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import torch
 
 from circuits.spec import CircuitSpec
 
 __all__ = ["Executor", "Program", "check_inputs"]
-
-
-class Program(Protocol):
-    """A compiled spec: ``(inputs (B, n_in), weights (n_w,)) -> expectations (B, n_obs)``, differentiable."""
-
-    spec: CircuitSpec
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...
 
 
 class Executor(ABC):
@@ -54,7 +49,11 @@ class Executor(ABC):
         """
 
     def describe(self) -> dict:
-        """A JSON-able description of the executor and its options, stored with results and checkpoints."""
+        """Every constructor option, JSON-able, with ``name`` the registry name, stored with results and checkpoints.
+
+        For the registry's executors, ``make_executor(**executor.describe())`` builds an executor with the same
+        description.
+        """
         return {"name": self.name}
 
     def __repr__(self) -> str:
@@ -68,8 +67,12 @@ def check_inputs(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor)
     Raises:
         ValueError: On a wrong feature width, a wrong weight count, or NaN/inf values, naming the problem.
     """
-    if inputs.dim() != 2 or inputs.shape[1] != spec.num_inputs:
-        raise ValueError(f"{spec.name}: expected inputs of shape (batch, {spec.num_inputs}), got {tuple(inputs.shape)}")
+    n_in = spec.num_inputs
+    if inputs.dim() != 2 or inputs.shape[1] != n_in:
+        raise ValueError(
+            f"{spec.name}: expected inputs of shape (batch, {n_in}) (last dimension {n_in}), "
+            f"got shape {tuple(inputs.shape)}"
+        )
     if weights.shape != (spec.num_weights,):
         raise ValueError(f"{spec.name}: expected {spec.num_weights} weights, got shape {tuple(weights.shape)}")
     if not torch.isfinite(inputs).all():
@@ -77,3 +80,66 @@ def check_inputs(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor)
         raise ValueError(f"{spec.name}: inputs contain {bad} NaN/inf value(s)")
     if not torch.isfinite(weights).all():
         raise ValueError(f"{spec.name}: weights contain NaN/inf values")
+
+
+class Program(ABC):
+    """A compiled spec: ``(inputs (B, n_in), weights (n_w,)) -> expectations (B, n_obs)``, differentiable.
+
+    Subclasses implement :meth:`_run` on one chunk of already validated and cast arguments; :meth:`__call__` is the
+    template around it and is not overridden.
+
+    Args:
+        spec: The circuit spec.
+        dtype: Real dtype the arguments are cast to before :meth:`_run`; ``None`` keeps the inputs' dtype.
+        device: Device the arguments are moved to; ``None`` follows the inputs.
+        chunk_size: Most tokens per :meth:`_run` call; ``None`` runs the whole batch at once.
+
+    Attributes:
+        cast_back: Class flag: return results in the inputs' dtype (programs that compute in float64 outside torch)
+            instead of the program's dtype.
+    """
+
+    cast_back: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        spec: CircuitSpec,
+        *,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.spec, self.dtype, self.device, self.chunk_size = spec, dtype, device, chunk_size
+
+    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Expectation values ``(B, n_obs)`` on the inputs' device for inputs ``(B, n_in)`` and weights ``(n_w,)``.
+
+        Raises:
+            ValueError: On a wrong feature width or weight count, or NaN/inf values (one line, naming the spec).
+        """
+        check_inputs(self.spec, inputs, weights)
+        dev = self.device or inputs.device
+        x = inputs.to(device=dev, dtype=self.dtype or inputs.dtype)  # (B, n_in)
+        w = weights.to(device=dev, dtype=self.dtype or weights.dtype)  # (n_w,)
+        out_dtype = inputs.dtype if self.cast_back else x.dtype
+        batch = x.shape[0]
+        if batch == 0:
+            return inputs.new_zeros((0, self.spec.num_outputs), dtype=out_dtype)
+        self._begin(batch)
+        if self.chunk_size is None or batch <= self.chunk_size:
+            out = self._run(x, w)  # (B, n_obs)
+        else:
+            # torch.split (not slicing) so that autograd joins the chunks' input gradients with one cat
+            out = torch.cat([self._run(chunk, w) for chunk in x.split(self.chunk_size)])  # (B, n_obs)
+        return out.to(device=inputs.device, dtype=out_dtype)
+
+    def _begin(self, batch: int) -> None:
+        """Called once per call with the batch size, before the chunks run (noise seeds, per-call memory plans)."""
+        return None
+
+    @abstractmethod
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Expectation values ``(b, n_obs)`` of one chunk ``x (b, n_in)``, ``b >= 1``, with weights ``w (n_w,)``.
+
+        Both arguments are finite, of the right shape, in the program's dtype and on its device.
+        """

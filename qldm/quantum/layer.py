@@ -10,7 +10,6 @@ from torch import nn
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.executor import Executor
-from qldm.quantum.registry import make_executor
 
 __all__ = ["QuantumLayer"]
 
@@ -23,7 +22,8 @@ class QuantumLayer(nn.Module):
 
     Args:
         spec: The circuit.
-        executor: An :class:`Executor`, or a registry name (``"statevector"``, ``"tensornet"``, ...).
+        executor: The :class:`Executor` instance that runs the circuit (build one by name with
+            :func:`qldm.quantum.make_executor`).
         init: Weight initialisation. ``"uniform"``: U[0, 2*pi), as the original implementation and the
             barren-plateau experiments. ``"small"``: N(0, init_scale^2), near-identity rotations that keep
             gradients and output spread large at any width.
@@ -33,21 +33,21 @@ class QuantumLayer(nn.Module):
         weight: ``nn.Parameter`` of shape ``(spec.num_weights,)``, ordered like ``spec.weight_params``.
 
     Raises:
-        ValueError: On an unknown executor name or init.
+        TypeError: If ``executor`` is not an :class:`Executor` instance.
+        ValueError: On an unknown init, or a spec the executor refuses (:meth:`Executor.check_spec`).
     """
 
     def __init__(
         self,
         spec: CircuitSpec,
         *,
-        executor: Executor | str = "statevector",
+        executor: Executor,
         init: Literal["uniform", "small"] = "uniform",
         init_scale: float = 0.1,
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.executor = make_executor(executor) if isinstance(executor, str) else executor
-        self.program = self.executor.compile(spec)
+        self.set_executor(executor)
         if init == "uniform":
             w = torch.rand(spec.num_weights) * 2 * math.pi
         elif init == "small":
@@ -56,24 +56,27 @@ class QuantumLayer(nn.Module):
             raise ValueError(f"unknown init {init!r}; choose 'uniform' or 'small'")
         self.weight = nn.Parameter(w)
 
-    def set_executor(self, executor: Executor | str) -> None:
-        """Swap the executor (e.g. exact training, then hardware at sampling); the weights stay."""
-        self.executor = make_executor(executor) if isinstance(executor, str) else executor
-        self.program = self.executor.compile(self.spec)
+    def set_executor(self, executor: Executor) -> None:
+        """Swap the executor (e.g. exact training, then hardware at sampling); the weights stay.
+
+        Raises:
+            TypeError: If ``executor`` is not an :class:`Executor` instance.
+        """
+        if not isinstance(executor, Executor):
+            raise TypeError(
+                f"QuantumLayer needs an Executor instance, got {executor!r}; build one with qldm.quantum.make_executor"
+            )
+        self.executor = executor
+        self.program = executor.compile(self.spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (..., n_inputs) -> (..., n_outputs)``.
 
         Raises:
-            ValueError: If the last dimension is not ``spec.num_inputs`` or ``x`` holds NaN/inf.
+            ValueError: If the last dimension is not ``spec.num_inputs`` or ``x`` holds NaN/inf (the program checks).
         """
-        if x.dim() == 0 or x.shape[-1] != self.spec.num_inputs:
-            raise ValueError(
-                f"QuantumLayer({self.spec.name}) expects last dimension {self.spec.num_inputs}, "
-                f"got shape {tuple(x.shape)}"
-            )
         lead = x.shape[:-1]
-        flat = x.reshape(-1, self.spec.num_inputs)  # (B, n_in)
+        flat = x.reshape(-1, x.shape[-1] if x.dim() else 1)  # (B, n_in)
         # complex simulation stays in full precision, outside any autocast region
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.program(flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat, self.weight)

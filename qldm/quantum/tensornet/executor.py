@@ -1,32 +1,32 @@
 """Exact expectation values by contracting the circuit as a ket-and-bra tensor network, batched over tokens.
 
-The network is built from the spec's compiled instructions (:mod:`qldm.quantum.tn_network`: gate fusion,
+The network is built from the spec's compiled instructions (:mod:`qldm.quantum.tensornet.network`: gate fusion,
 diagonal wires as hyperedges, traced ancillas closed early), its pairwise contraction path is planned once per
 spec with opt_einsum and every Pauli term of every observable is read from one forward pass plus environments
-(:mod:`qldm.quantum.tn_tree`). Each pairwise step is a ``torch.einsum`` whose leading index is the token
+(:mod:`qldm.quantum.tensornet.tree`). Each pairwise step is a ``torch.einsum`` whose leading index is the token
 batch, so autograd gives gradients to inputs and weights, on CPU or CUDA.
 
 Where it pays: on the Q-FFN with per-qubit ancillas the network is a ring whose bond dimension across a cut is
 about ``4**n_layers`` (each CNOT of the ring has operator Schmidt rank 2, doubled by the bra), so for a fixed
 depth the cost per token is linear in ``n`` (2.4e4 flops per token at n = 16, 5.0e4 at n = 32, two layers).
-With depth it grows much faster. Measured at n = 8 (16 wires), greedy path, float32, forward+backward, one
-thread on a loaded 2-core machine, against the statevector executor in the same run:
+With depth it grows much faster. Planned per-token costs at n = 8 (16 wires), greedy path, two-layer Q-FFN with
+per-qubit ancillas (throughput against the statevector executor: ``benchmarks/RESULTS.md``):
 
-    ======  ================  ===================  ===============  ===================
-    layers  flops per token   largest (per token)  tensornet tok/s  statevector tok/s
-    ======  ================  ===================  ===============  ===================
-    1       1.1e3             8                    4,600            44
-    2       1.1e4             128                  2,000            23
-    3       6.0e5             4.1e3                186              17
-    4       7.8e7             2.6e5                6                13
-    5       2.8e8             1.0e6                1                46
-    6       4.8e9             1.7e7                < 1              83
-    ======  ================  ===================  ===============  ===================
+    ======  ================  ===================
+    layers  flops per token   largest (per token)
+    ======  ================  ===================
+    1       1.1e3             8
+    2       1.1e4             128
+    3       6.0e5             4.1e3
+    4       7.8e7             2.6e5
+    5       2.8e8             1.0e6
+    6       4.8e9             1.7e7
+    ======  ================  ===================
 
 So it stops paying at about four layers for n = 8, where an intermediate outgrows the ``2**16`` statevector;
-``optimize="random-greedy-128"`` finds cheaper paths there (1.0e7 instead of 7.8e7 flops at four layers),
-which moves the crossover by less than a layer. Beyond it use the statevector (up to ~24 wires) or the branch
-estimator. Random circuits with long-range wiring lose the ring structure sooner.
+``optimize="random-greedy-128"`` finds cheaper paths there (1.0e7 instead of 7.8e7 flops at four layers), which moves
+the crossover by less than a layer. Beyond it use the statevector (up to ~24 wires) or the branch estimator. Random
+circuits with long-range wiring lose the ring structure sooner.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import torch
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import CompiledSpec, compile_spec
-from qldm.quantum.executor import Executor, check_inputs
-from qldm.quantum.tn_network import Network, build_network, gate_tensor
-from qldm.quantum.tn_tree import ContractionPlan, plan_contraction
+from qldm.quantum.executor import Executor, Program
+from qldm.quantum.tensornet.network import Network, build_network, gate_tensor
+from qldm.quantum.tensornet.tree import ContractionPlan, plan_contraction
 
 __all__ = ["TensorNetworkExecutor"]
 
@@ -56,7 +56,7 @@ class TensorNetworkExecutor(Executor):
             autograd holds); a deep circuit gets a smaller chunk, so memory stays bounded for any token count.
             The two-layer Q-FFN keeps about 1.7e4 elements per token at n = 16.
         optimize: opt_einsum path optimiser (``random-greedy-128`` finds 2-8x cheaper paths for >= 3 layers,
-            at seconds of planning), run once per compiled spec.
+            at a longer planning time), run once per compiled spec.
 
     Raises:
         ValueError: On an unsupported dtype, a non-positive chunk size or an unknown optimiser.
@@ -87,6 +87,7 @@ class TensorNetworkExecutor(Executor):
         return {
             "name": self.name,
             "dtype": str(self.dtype),
+            "device": None if self.device is None else str(self.device),
             "chunk_size": self.chunk_size,
             "max_chunk_elements": self.max_chunk_elements,
             "optimize": self.optimize,
@@ -104,7 +105,7 @@ class TensorNetworkExecutor(Executor):
         return TensorNetworkProgram(compiled, network, plan, self)
 
 
-class TensorNetworkProgram:
+class TensorNetworkProgram(Program):
     """A compiled spec: ``(inputs (B, n_in), weights (n_w,)) -> (B, n_obs)``, differentiable in both.
 
     Attributes:
@@ -115,9 +116,9 @@ class TensorNetworkProgram:
     def __init__(
         self, compiled: CompiledSpec, network: Network, plan: ContractionPlan, executor: TensorNetworkExecutor
     ) -> None:
-        self.compiled, self.spec, self.network, self.plan = compiled, compiled.spec, network, plan
-        self.executor = executor
-        self.chunk_size = max(1, min(executor.chunk_size, int(executor.max_chunk_elements // plan.stored)))
+        chunk = max(1, min(executor.chunk_size, int(executor.max_chunk_elements // plan.stored)))
+        super().__init__(compiled.spec, dtype=executor.dtype, device=executor.device, chunk_size=chunk)
+        self.compiled, self.network, self.plan, self.cdtype = compiled, network, plan, _COMPLEX[executor.dtype]
         self._const: dict[tuple[torch.dtype, torch.device], dict] = {}  # constant leaves, nodes and factors
 
     def _constants(self, cdtype: torch.dtype, device: torch.device) -> dict:
@@ -138,8 +139,8 @@ class TensorNetworkProgram:
             self._const[key] = {"leaves": leaves, "nodes": {}, "factors": factors, "coeffs": coeffs}
         return self._const[key]
 
-    def _run_chunk(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        net, cdtype = self.network, _COMPLEX[self.executor.dtype]
+    def _run(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        net, cdtype = self.network, self.cdtype
         const = self._constants(cdtype, inputs.device)
         angles = self.compiled.angles(inputs, weights)  # (B, A)
         batch = inputs.shape[0]
@@ -162,19 +163,3 @@ class TensorNetworkProgram:
         if net.identity_terms:
             terms[:, list(net.identity_terms)] = values[-1][:, None]
         return (terms @ const["coeffs"]).real  # (B, n_obs)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Expectation values ``(B, n_obs)`` for inputs ``(B, n_in)`` and weights ``(n_w,)``.
-
-        Raises:
-            ValueError: On a wrong feature width or weight count, or NaN/inf values.
-        """
-        check_inputs(self.spec, inputs, weights)
-        dev = self.executor.device or inputs.device
-        x = inputs.to(device=dev, dtype=self.executor.dtype)  # (B, n_in)
-        w = weights.to(device=dev, dtype=self.executor.dtype)  # (n_w,)
-        size = self.chunk_size
-        outs = [self._run_chunk(x[i : i + size], w) for i in range(0, x.shape[0], size)]  # each (b, n_obs)
-        if not outs:
-            return x.new_zeros((0, self.spec.num_outputs))
-        return torch.cat(outs).to(device=inputs.device)  # (B, n_obs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import opt_einsum as oe
 import torch
 
-from qldm.quantum.tn_network import Network
+from qldm.quantum.tensornet.network import Network
 
 __all__ = ["ContractionPlan", "plan_contraction"]
 
@@ -43,8 +43,7 @@ def _with_batch(labels: tuple[int, ...], batch: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class _Group:
-    """Recompute ``steps`` (node, left, right, eq) with the term label, then close with the LCA's
-    environment."""
+    """Recompute ``steps`` (node, left, right, eq) with the term label, then close with the LCA's environment."""
 
     lca: int
     slots: tuple[int, ...]

@@ -38,8 +38,7 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 @dataclass(frozen=True)
 class FusedGate:
-    """Gates fused into one tensor: ``wires`` (local order), members as ``(op, local positions)`` in time
-    order.
+    """Gates fused into one tensor: ``wires`` (local order), members as ``(op, local positions)`` in time order.
 
     ``diag[j]``: the fused gate is diagonal on local wire j; ``sliced[j]``: the gate is the first on that wire
     and not diagonal there, so its input leg is fixed to ``|0>``.
@@ -59,8 +58,7 @@ class FusedGate:
 
 @dataclass(frozen=True)
 class Leaf:
-    """One tensor of the network: its index labels and either a constant or a fused gate (``conj`` for the
-    bra)."""
+    """One tensor of the network: its index labels and either a constant or a fused gate (``conj`` for the bra)."""
 
     labels: tuple[int, ...]
     const: np.ndarray | None = None
@@ -71,8 +69,7 @@ class Leaf:
 
 @dataclass(frozen=True)
 class TermGroup:
-    """Pauli terms with one support: ``leaves`` (slot leaf ids), ``factors[s]`` of shape ``(T, *slot
-    shape)``."""
+    """Pauli terms with one support: ``leaves`` (slot leaf ids), ``factors[s]`` of shape ``(T, *slot shape)``."""
 
     leaves: tuple[int, ...]
     factors: tuple[np.ndarray, ...]
@@ -219,8 +216,7 @@ def _fuse(ops: tuple[GateOp, ...], token: set[int]) -> list[list[GateOp]]:
 
 
 def _pauli_terms(observables) -> tuple[list[str], np.ndarray]:
-    """Distinct phase-free Pauli labels (qubit 0 rightmost) and the ``(n_terms, n_obs)`` coefficient
-    matrix."""
+    """Distinct phase-free Pauli labels (qubit 0 rightmost) and the ``(n_terms, n_obs)`` coefficient matrix."""
     labels: dict[str, int] = {}
     rows: list[tuple[int, int, complex]] = []
     for j, op in enumerate(observables):

@@ -13,15 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qldm.quantum.compile import CompiledSpec, GateOp
-
-# plans
-# A plan regroups the compiled ops for fast simulation: single-wire gates before any multi-wire gate on
-# their wire
-# fold into a product state; constant permutation-with-phase gates (X, CX, SWAP, CZ, S, T...) compose into
-# one index
-# gather; every other gate is split into control wires and a target block, and gates with the same targets and
-# controls that commute past everything in between fuse into one per-token matrix.
+from qldm.quantum.compile import CompiledSpec, GateOp, trig_matrix
 
 
 @dataclass(frozen=True)
@@ -42,14 +34,11 @@ class BlockGate:
     def matrix(self, angles: torch.Tensor, bits: torch.Tensor | None, cdtype: torch.dtype) -> torch.Tensor:
         """``(R, d, d)`` per row, or ``(1, d, d)`` when the gate is the same for every row."""
         dev = angles.device
-        c = torch.as_tensor(self.coeffs, dtype=cdtype, device=dev)  # (T, d, d)
         if self.freqs is None:
-            m = c[:1]  # (1, d, d)
+            m = torch.as_tensor(self.coeffs[:1], dtype=cdtype, device=dev)  # (1, d, d)
         else:
             theta = angles[:, list(self.slots)] if self.token_dependent else angles[:1, list(self.slots)]  # (R|1, p)
-            k = torch.as_tensor(self.freqs, dtype=theta.dtype, device=dev)  # (T, p)
-            phase = torch.polar(torch.ones_like(theta[:, :1]), theta @ k.T / 2)  # (R|1, T)
-            m = torch.einsum("rt,tij->rij", phase.to(cdtype), c)  # (R|1, d, d)
+            m = trig_matrix(theta, self.freqs, self.coeffs, cdtype)  # (R|1, d, d)
         if self.mask:
             on = bits[:, list(self.mask)].all(dim=1)[:, None, None]  # (R, 1, 1)
             m = torch.where(on, m, torch.eye(m.shape[-1], dtype=cdtype, device=dev))  # (R, d, d)
@@ -196,8 +185,7 @@ def build_plan(
         bad = [q for q in targets if q not in plan_index] + [q for q in controls if q not in plan_index | masks]
         if bad:
             raise ValueError(
-                f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as "
-                f"a "
+                f"{compiled.spec.name}: gate {op.name!r} on {op.qubits} acts on wire(s) {bad} other than as a "
                 "control, but they are not simulated"
             )
         freqs = None if op.basis is None else op.basis.freqs

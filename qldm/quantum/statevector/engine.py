@@ -1,20 +1,15 @@
-"""Exact batched statevector simulation in torch with adjoint differentiation.
+"""Exact batched statevector simulation in torch with adjoint differentiation: the plan engine.
 
-The spec's Qiskit instructions are compiled (:mod:`qldm.quantum.compile`) into a plan: a product state from
-the
-single-wire gates that come first (the encoding, the ancillas' Hadamards), gathers for constant permutation
-gates
-(the CNOT ring), and fused per-token matrices for everything else, applied only to the control-is-1 slice
-of the
-state for controlled gates.
+The spec's Qiskit instructions are compiled (:mod:`qldm.quantum.compile`) into a plan
+(:mod:`qldm.quantum.statevector.plan`): a product state from the single-wire gates that come first (the encoding, the
+ancillas' Hadamards), gathers for constant permutation gates (the CNOT ring), and fused per-token matrices for
+everything else, applied only to the control-is-1 slice of the state for controlled gates.
 
-Gradients use adjoint differentiation (Jones & Gacon, arXiv:2009.02823): the forward pass keeps no graph; the
-backward pass walks the steps in reverse, un-applying each unitary to the state ``psi`` and to the co-state
+Gradients use adjoint differentiation (Jones & Gacon, arXiv:2009.02823): the forward pass keeps no graph; the backward
+pass walks the steps in reverse, un-applying each unitary to the state ``psi`` and to the co-state
 ``lambda = sum_k g_k O_k psi``, and reads the gradient of each step matrix ``M`` from the reduced matrix
-``G_ij = sum_rest conj(lambda_i) psi_j``. Memory is a few states per chunk of tokens, independent of depth.
-The step
-matrices and prefix states are small per-token tensors built from the gate angles with ordinary autograd,
-so torch
+``G_ij = sum_rest conj(lambda_i) psi_j``. Memory is a few states per chunk of tokens, independent of depth. The step
+matrices and prefix states are small per-token tensors built from the gate angles with ordinary autograd, so torch
 carries ``atan`` encodings, trig-basis derivatives and weight broadcasting.
 """
 
@@ -25,25 +20,37 @@ import string
 import torch
 from torch.autograd.function import once_differentiable
 
-from circuits.spec import CircuitSpec
-from qldm.quantum.compile import compile_spec
-from qldm.quantum.executor import Executor, check_inputs
-from qldm.quantum.observables import PauliReadout
-from qldm.quantum.plan import CircuitPlan, MatStep, build_plan
+from qldm.quantum.statevector.plan import CircuitPlan, MatStep
+from qldm.quantum.statevector.readout import PauliReadout
 
-__all__ = ["StatevectorExecutor", "PlanEngine", "run_plan"]
+__all__ = ["PlanEngine", "COMPLEX"]
 
-_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 _LETTERS = string.ascii_letters
 
 
 class PlanEngine:
-    """Runs a :class:`CircuitPlan` on batches of statevectors ``(R, 2**N)`` and differentiates it by
-    adjoint."""
+    """Runs a :class:`CircuitPlan` on batches of statevectors ``(R, 2**N)`` and differentiates it by adjoint."""
 
     def __init__(self, plan: CircuitPlan, readout: PauliReadout) -> None:
         self.plan, self.readout, self.n = plan, readout, plan.num_wires
         self._perms: dict = {}
+
+    def expectations(
+        self, angles: torch.Tensor, bits: torch.Tensor | None, cdtype: torch.dtype, *, cache: bool
+    ) -> torch.Tensor:
+        """Expectation values ``(R, n_obs)`` for gate angles ``(R, A)``, differentiable in ``angles``.
+
+        Args:
+            angles: Gate angles, one row per simulated state.
+            bits: ``(R, a)`` ancilla on/off patterns for a branch plan, else ``None``.
+            cdtype: Complex dtype of the amplitudes.
+            cache: Keep the final states for the backward pass (else it recomputes the forward, bounded memory).
+        """
+        prefix, mats = self.plan.matrices(angles, bits, cdtype)  # (R|1, N, 2), per step (R|1, d, d) or None
+        save = cache and torch.is_grad_enabled() and angles.requires_grad
+        empty = prefix.new_zeros(0)  # placeholder for a permutation step (autograd.Function takes tensors only)
+        return _Adjoint.apply(self, angles.shape[0], save, prefix, *[empty if m is None else m for m in mats])
 
     # ------------------------------------------------------------------ kernels
     def _perm(self, k: int, device: torch.device, cdtype: torch.dtype):
@@ -65,8 +72,7 @@ class PlanEngine:
         return t, axes
 
     def _apply(self, state: torch.Tensor, step: MatStep, m: torch.Tensor, adjoint: bool) -> None:
-        """In place: ``state <- M state`` (or ``M^dagger``) on the step's targets, where all controls are
-        1."""
+        """In place: ``state <- M state`` (or ``M^dagger``) on the step's targets, where all controls are 1."""
         if adjoint:
             m = m.conj().transpose(-1, -2)
         sub, axes = self._slice(state, step)
@@ -95,8 +101,7 @@ class PlanEngine:
         return f"{lead}{outs}{''.join(ins)},{''.join(letters)}->{''.join(res)}"
 
     def _reduced(self, psi: torch.Tensor, lam: torch.Tensor, step: MatStep, batched: bool) -> torch.Tensor:
-        """``G[r, i, j] = sum_rest conj(lam[r, i, rest]) psi[r, j, rest]`` over the control slice: (R|1, d,
-        d)."""
+        """``G[r, i, j] = sum_rest conj(lam[r, i, rest]) psi[r, j, rest]`` over the control slice: (R|1, d, d)."""
         p, axes = self._slice(psi, step)
         lm, _ = self._slice(lam, step)
         k, ndim = len(axes), p.dim()
@@ -160,8 +165,7 @@ class PlanEngine:
         return gp, grads
 
     def _prefix_overlaps(self, lam: torch.Tensor, pc: torch.Tensor) -> torch.Tensor:
-        """``u[r, q, i] = sum_rest lam[r, i at q, rest] prod_{p != q} pc[r, p, rest_p]`` by recursive
-        halving."""
+        """``u[r, q, i] = sum_rest lam[r, i at q, rest] prod_{p != q} pc[r, p, rest_p]``, by recursive halving."""
         out: list[torch.Tensor | None] = [None] * self.n
 
         def kron(lo: int, hi: int) -> torch.Tensor:  # (R|1, 2**(hi-lo)) product over wires [lo, hi)
@@ -203,110 +207,3 @@ class _Adjoint(torch.autograd.Function):
         ctx.final = None
         gp, gm = ctx.engine.adjoint(psi, grad_out, prefix, mats_, ctx.needs_input_grad[3:])
         return (None, None, None, gp, *gm)
-
-
-def run_plan(
-    engine: PlanEngine,
-    prefix: torch.Tensor,
-    mats: list[torch.Tensor | None],
-    rows: int,
-    chunk_size: int,
-    cache_bytes: int,
-) -> torch.Tensor:
-    """Run ``rows`` rows in chunks of ``chunk_size`` through :class:`_Adjoint`; returns ``(rows, n_obs)``.
-
-    Final states are kept for the backward pass only while all chunks together stay under ``cache_bytes``;
-    otherwise the backward pass recomputes each chunk's forward (one extra forward, bounded memory).
-    """
-    cdtype = prefix.dtype
-    state_bytes = rows * 2**engine.n * torch.empty((), dtype=cdtype).element_size()
-    tensors = [prefix] + [m for m in mats if m is not None]
-    save = torch.is_grad_enabled() and any(t.requires_grad for t in tensors) and state_bytes <= cache_bytes
-    empty = prefix.new_zeros(0)
-    # torch.split (not slicing) so that autograd joins the chunks' gradients with one cat instead of one
-    # full-size zero tensor per chunk
-    sizes = [min(chunk_size, rows - s) for s in range(0, rows, chunk_size)]
-
-    def pieces(t: torch.Tensor | None) -> list[torch.Tensor]:
-        if t is None:
-            return [empty] * len(sizes)
-        return [t] * len(sizes) if t.shape[0] == 1 else list(t.split(sizes))
-
-    per_chunk = list(zip(*[pieces(t) for t in [prefix, *mats]]))
-    outs = [_Adjoint.apply(engine, r, save, *ts) for r, ts in zip(sizes, per_chunk)]
-    return torch.cat(outs)
-
-
-class StatevectorExecutor(Executor):
-    """Exact expectation values from a batched statevector of all ``2**num_wires`` amplitudes.
-
-    Args:
-        dtype: ``torch.float32`` (default) or ``torch.float64``; amplitudes use the matching complex type.
-        device: Torch device for the simulation; ``None`` follows the inputs.
-        chunk_size: Tokens simulated at once; ``None`` picks ``2**22 / 2**num_wires`` (about 32 MiB of
-        complex64
-            amplitudes per state). Peak memory is about 4 states of a chunk plus the cached final states.
-        max_wires: Refuse circuits wider than this (a statevector of 2**30 amplitudes does not fit).
-        cache_bytes: Keep the final states of all chunks for the backward pass while they fit in this many
-        bytes;
-            beyond it, the backward pass recomputes each chunk's forward instead.
-
-    Raises:
-        ValueError: On an unsupported dtype or non-positive chunk size.
-    """
-
-    name = "statevector"
-    exact = True
-
-    def __init__(
-        self,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: str | torch.device | None = None,
-        chunk_size: int | None = None,
-        max_wires: int = 24,
-        cache_bytes: int = 256 * 2**20,
-    ) -> None:
-        if dtype not in _COMPLEX:
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.dtype, self.device, self.chunk_size = dtype, device, chunk_size
-        self.max_wires, self.cache_bytes = int(max_wires), int(cache_bytes)
-
-    def describe(self) -> dict:
-        return {"name": self.name, "dtype": str(self.dtype), "chunk_size": self.chunk_size}
-
-    def check_spec(self, spec: CircuitSpec) -> None:
-        if spec.num_qubits > self.max_wires:
-            raise ValueError(
-                f"{spec.name}: {spec.num_qubits} wires exceed the statevector limit of {self.max_wires}; "
-                "use the 'tensornet' or 'branch' executor"
-            )
-
-    def compile(self, spec: CircuitSpec) -> _StatevectorProgram:
-        self.check_spec(spec)
-        return _StatevectorProgram(spec, self)
-
-
-class _StatevectorProgram:
-    def __init__(self, spec: CircuitSpec, executor: StatevectorExecutor) -> None:
-        self.spec, self.executor = spec, executor
-        self.compiled = compile_spec(spec)
-        plan = build_plan(self.compiled)
-        self.engine = PlanEngine(plan, PauliReadout(spec.observables, plan.num_wires))
-        self.chunk_size = executor.chunk_size or max(1, 2**22 >> plan.num_wires)
-
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``inputs (B, n_in), weights (n_w,) -> (B, n_obs)`` in the executor's dtype, on the inputs'
-        device."""
-        check_inputs(self.spec, inputs, weights)
-        dev = self.executor.device or inputs.device
-        x = inputs.to(device=dev, dtype=self.executor.dtype)  # (B, n_in)
-        w = weights.to(device=dev, dtype=self.executor.dtype)  # (n_w,)
-        if x.shape[0] == 0:
-            return x.new_zeros((0, self.spec.num_outputs)).to(inputs.device)
-        angles = self.compiled.angles(x, w)  # (B, A)  autograd carries atan and weight broadcasting
-        prefix, mats = self.engine.plan.matrices(angles, None, _COMPLEX[self.executor.dtype])
-        out = run_plan(self.engine, prefix, mats, x.shape[0], self.chunk_size, self.executor.cache_bytes)
-        return out.to(device=inputs.device)  # (B, n_obs)

@@ -1,11 +1,8 @@
 """Expectation values of ``SparsePauliOp`` observables on batched statevectors (Qiskit little-endian).
 
-Every Pauli string ``P`` maps a basis state to one basis state: ``P|i> = phase(i) |i XOR x>``, where ``x``
-is its
-X/Y bit mask. Terms are therefore grouped by ``x``: per group, ``(O_k psi)[j] = E_x[j, k] * psi[j XOR x]``
-with a
-precomputed table ``E_x`` of coefficients times phases (taken from Qiskit's own sparse Pauli matrices).
-Diagonal
+Every Pauli string ``P`` maps a basis state to one basis state: ``P|i> = phase(i) |i XOR x>``, where ``x`` is its X/Y
+bit mask. Terms are therefore grouped by ``x``: per group, ``(O_k psi)[j] = E_x[j, k] * psi[j XOR x]`` with a
+precomputed table ``E_x`` of coefficients times phases (taken from Qiskit's own sparse Pauli matrices). Diagonal
 observables (the Q-FFN's ``Z_i``) are the single group ``x = 0`` and reduce to ``|psi|^2 @ E_0``.
 """
 

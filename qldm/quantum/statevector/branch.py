@@ -1,10 +1,8 @@
 """Ancilla-branch Monte Carlo: drop control-only ancillas and average over sampled on/off patterns.
 
-An ancilla prepared in ``|+>`` that only ever acts as a control and is never measured leaves the data
-qubits in the
-uniform mixture over its control values (``../shared/docs/quantum-facts.md``; Yao & Hasegawa, PRA 111,
-022426).
-With ``a`` such ancillas,
+An ancilla prepared in ``|+>`` that only ever acts as a control and is never measured leaves the data qubits in the
+uniform mixture over its control values (``../shared/docs/quantum-facts.md``; Yao & Hasegawa, PRA 111, 022426). With
+``a`` such ancillas,
 
     <O> = 2^-a  sum_{b in {0,1}^a}  <O>_b,
 
@@ -24,10 +22,11 @@ from qiskit.quantum_info import PauliList, SparsePauliOp
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import compile_spec
-from qldm.quantum.executor import Executor, check_inputs
-from qldm.quantum.observables import PauliReadout
-from qldm.quantum.plan import build_plan
-from qldm.quantum.statevector import _COMPLEX, PlanEngine, run_plan
+from qldm.quantum.executor import Executor, Program
+from qldm.quantum.statevector.engine import COMPLEX, PlanEngine
+from qldm.quantum.statevector.executor import _device_name
+from qldm.quantum.statevector.plan import build_plan
+from qldm.quantum.statevector.readout import PauliReadout
 
 __all__ = ["BranchExecutor"]
 
@@ -43,6 +42,7 @@ class BranchExecutor(Executor):
         exact_if_at_most: Enumerate all ``2**a`` patterns (exact, deterministic) instead of sampling when
             ``2**a <= exact_if_at_most``. 0 (default) always samples.
         cache_bytes: See :class:`~qldm.quantum.statevector.StatevectorExecutor`.
+        max_data_qubits: Refuse specs with more data qubits (each branch simulates ``2**n_data`` amplitudes).
 
     Raises:
         ValueError: On ``samples < 1``, a bad dtype or chunk size.
@@ -64,7 +64,7 @@ class BranchExecutor(Executor):
     ) -> None:
         if int(samples) < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        if dtype not in _COMPLEX:
+        if dtype not in COMPLEX:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -77,8 +77,11 @@ class BranchExecutor(Executor):
             "name": self.name,
             "samples": self.samples,
             "dtype": str(self.dtype),
+            "device": _device_name(self.device),
             "chunk_size": self.chunk_size,
             "exact_if_at_most": self.exact_if_at_most,
+            "cache_bytes": self.cache_bytes,
+            "max_data_qubits": self.max_data_qubits,
         }
 
     def check_spec(self, spec: CircuitSpec) -> None:
@@ -88,11 +91,15 @@ class BranchExecutor(Executor):
                 f"of {self.max_data_qubits} (each branch simulates 2**n amplitudes); use the 'tensornet' executor"
             )
 
-    def compile(self, spec: CircuitSpec) -> _BranchProgram:
-        """Raises: ValueError if the spec's ancillas are not control-only ``|+>`` wires (see module docstring),
-        or if the data register is too wide for a statevector."""
+    def compile(self, spec: CircuitSpec) -> BranchProgram:
+        """Compile ``spec`` to its data-only branch plan.
+
+        Raises:
+            ValueError: If the spec's ancillas are not control-only ``|+>`` wires (see module docstring), or if the
+                data register is too wide for a statevector.
+        """
         self.check_spec(spec)
-        return _BranchProgram(spec, self)
+        return BranchProgram(spec, self)
 
 
 def _data_observable(op: SparsePauliOp, keep: list[int], spec: CircuitSpec) -> SparsePauliOp:
@@ -103,15 +110,15 @@ def _data_observable(op: SparsePauliOp, keep: list[int], spec: CircuitSpec) -> S
     return SparsePauliOp(paulis, op.coeffs)
 
 
-class _BranchProgram:
+class BranchProgram(Program):
+    """The data-only plan of a spec with control-only ancillas; a call averages K branches per token."""
+
     def __init__(self, spec: CircuitSpec, executor: BranchExecutor) -> None:
-        self.spec, self.executor = spec, executor
         anc = list(spec.ancilla_qubits)
         if not anc:
             raise ValueError(f"{spec.name}: the branch executor needs ancilla qubits; this spec has none")
         self.compiled = compile_spec(spec)
-        # each ancilla's first instruction must be its H (|0> -> |+>); build_plan then checks it is only a
-        # control
+        # each ancilla's first instruction must be its H (|0> -> |+>); build_plan then checks it is only a control
         skip = set()
         for a in anc:
             first = next((i for i, op in enumerate(self.compiled.ops) if a in op.qubits), None)
@@ -124,34 +131,30 @@ class _BranchProgram:
             skip.add(first)
         keep = [q for q in range(spec.num_qubits) if q not in anc]
         plan = build_plan(
-            self.compiled,
-            wires=tuple(keep),
-            ancilla_masks={a: j for j, a in enumerate(anc)},
-            skip=frozenset(skip),
+            self.compiled, wires=tuple(keep), ancilla_masks={a: j for j, a in enumerate(anc)}, skip=frozenset(skip)
         )
         observables = tuple(_data_observable(op, keep, spec) for op in spec.observables)
         self.engine = PlanEngine(plan, PauliReadout(observables, plan.num_wires))
         self.num_ancillas = len(anc)
         self.enumerate = 2 ** len(anc) <= executor.exact_if_at_most
-        self.chunk_size = executor.chunk_size or max(1, 2**22 >> plan.num_wires)
+        self.branches = 2 ** len(anc) if self.enumerate else executor.samples  # K rows per token
+        rows = executor.chunk_size or max(1, 2**22 >> plan.num_wires)  # branch rows (tokens x K) per chunk
+        super().__init__(spec, dtype=executor.dtype, device=executor.device, chunk_size=max(1, rows // self.branches))
+        self.cdtype, self.cache_bytes = COMPLEX[executor.dtype], executor.cache_bytes
+        self._cache = True
 
-    def __call__(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``inputs (B, n_in), weights (n_w,) -> (B, n_obs)``: the mean over K branches per token."""
-        check_inputs(self.spec, inputs, weights)
-        dev = self.executor.device or inputs.device
-        x = inputs.to(device=dev, dtype=self.executor.dtype)  # (B, n_in)
-        w = weights.to(device=dev, dtype=self.executor.dtype)  # (n_w,)
-        b, a = x.shape[0], self.num_ancillas
-        if b == 0:
-            return x.new_zeros((0, self.spec.num_outputs)).to(inputs.device)
+    def _begin(self, batch: int) -> None:
+        state_bytes = batch * self.branches * 2**self.engine.n * torch.empty((), dtype=self.cdtype).element_size()
+        self._cache = state_bytes <= self.cache_bytes
+
+    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The mean over K branches per token: ``(b, n_obs)``."""
+        b, a, k = x.shape[0], self.num_ancillas, self.branches
         if self.enumerate:
             table = np.array(list(itertools.product((0, 1), repeat=a)), dtype=bool)  # (2**a, a)
-            k = len(table)
-            bits = torch.as_tensor(table, device=dev).repeat(b, 1)  # (B*K, a)
+            bits = torch.as_tensor(table, device=x.device).repeat(b, 1)  # (b*K, a)
         else:
-            k = self.executor.samples
-            bits = torch.randint(0, 2, (b * k, a), device=dev).bool()  # (B*K, a)  global RNG: checkpoint-safe
-        angles = self.compiled.angles(x, w).repeat_interleave(k, dim=0)  # (B*K, A)
-        prefix, mats = self.engine.plan.matrices(angles, bits, _COMPLEX[self.executor.dtype])
-        out = run_plan(self.engine, prefix, mats, b * k, self.chunk_size, self.executor.cache_bytes)  # (B*K, n_obs)
-        return out.view(b, k, -1).mean(dim=1).to(device=inputs.device)  # (B, n_obs)
+            bits = torch.randint(0, 2, (b * k, a), device=x.device).bool()  # (b*K, a)  global RNG: checkpoint-safe
+        angles = self.compiled.angles(x, w).repeat_interleave(k, dim=0)  # (b*K, A)
+        out = self.engine.expectations(angles, bits, self.cdtype, cache=self._cache)  # (b*K, n_obs)
+        return out.view(b, k, -1).mean(dim=1)  # (b, n_obs)
