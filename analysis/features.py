@@ -1,10 +1,9 @@
 """Feature maps before and after the quantum branch (the original README's Figure 1).
 
-For a ``QLDMUNet`` and one latent, a forward hook on every Q-FFN catches the tokens that enter it, ``(B, T,
-d)``
-with ``T = h * w`` at the block's resolution; ``QuantumFeedForward.quantum_branch`` then gives the circuit's
-input
+For a ``QLDMUNet`` and one latent, a forward hook on every Q-FFN catches the tokens that enter it, ``(B, T, d)``
+with ``T = h * w`` at the block's resolution; ``QuantumFeedForward.quantum_branch`` then gives the circuit's input
 ``A = pre(x)`` (``(B, T, n)``) and output ``B = Q(A)``. Each of the n channels is shown as an ``h x w`` image.
+:func:`feature_study` is what ``qldm features`` and the notebook run.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ __all__ = [
     "map_statistics",
     "high_frequency_ratios",
     "load_unet",
+    "feature_study",
 ]
 
 
@@ -129,10 +129,11 @@ def map_statistics(blocks: list[BlockFeatures]) -> list[dict]:
 
 
 def high_frequency_ratios(blocks: list[BlockFeatures], cutoff: float = 0.25) -> list[dict]:
-    """Per block: share of spatial energy above ``cutoff`` x Nyquist in the maps before (A) and after (B) the
-    circuit (:func:`qldm.eval.spectrum.high_frequency_ratio`, each map as a gray image). A check, at token
-    level, of
-    the claim that the quantum branch adds high-frequency texture."""
+    """Per block: share of spatial energy above ``cutoff`` x Nyquist in the maps before (A) and after (B) the circuit.
+
+    Uses :func:`qldm.eval.spectrum.high_frequency_ratio` with each map as a gray image: a check, at token level, of
+    the claim that the quantum branch adds high-frequency texture.
+    """
     from qldm.eval.spectrum import high_frequency_ratio
 
     def ratio(maps: np.ndarray) -> float:
@@ -148,3 +149,36 @@ def load_unet(path: str):
     from qldm.models.unet import QLDMUNet
 
     return QLDMUNet.from_pretrained(path).eval()
+
+
+def feature_study(model: torch.nn.Module, *, timestep: int = 500, seed: int = 0) -> tuple[list[BlockFeatures], dict]:
+    """Feature maps of every Q-FFN for one structured synthetic latent and random text tokens, with their statistics.
+
+    The latent is :func:`analysis.gradflow.synthetic_latents` at the model's latent size; the text tokens are
+    ``N(0, 1)`` of shape ``(1, 4, cross_attention_dim)``, both seeded by ``seed``.
+
+    Args:
+        model: A ``QLDMUNet`` in eval mode.
+        timestep: Diffusion step the model is called at.
+        seed: Seed of the latent and the text tokens.
+
+    Returns:
+        ``(blocks, record)``: the :class:`BlockFeatures` and a JSON-ready dict with ``timestep``, ``seed``,
+        ``statistics`` (:func:`map_statistics`) and ``high_frequency`` (:func:`high_frequency_ratios`).
+
+    Raises:
+        ValueError: If the model has no Q-FFN blocks (see :func:`feature_maps`).
+    """
+    from analysis.gradflow import synthetic_latents
+
+    torch.manual_seed(seed)
+    latent = synthetic_latents(1, size=model.config.sample_size, channels=model.config.in_channels, seed=seed)
+    text = torch.randn(1, 4, model.config.cross_attention_dim)
+    blocks = feature_maps(model, latent, timestep, text)
+    record = {
+        "timestep": timestep,
+        "seed": seed,
+        "statistics": map_statistics(blocks),
+        "high_frequency": high_frequency_ratios(blocks),
+    }
+    return blocks, record

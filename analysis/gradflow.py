@@ -1,12 +1,8 @@
-"""Gradient flow through the Q-FFN blocks: per block and step, grad norms of the circuit weights, lambda and
-the
-classical FFN, plus lambda's trajectory; flags a quantum branch whose gradients vanish or whose lambda
-collapses.
+"""Gradient flow through the Q-FFN blocks: per block and step, grad norms of the circuit weights, lambda and the
+classical FFN, plus lambda's trajectory; flags a quantum branch whose gradients vanish or whose lambda collapses.
 
-:func:`tiny_model` and :func:`train_steps` give a small ``QLDMUNet`` trained on the spot on synthetic
-latents, for
-when no training run's checkpoint is at hand (the numbers then describe that tiny setting, not the full
-model).
+:func:`tiny_model` and :func:`train_steps` give a small ``QLDMUNet`` trained on the spot on synthetic latents, for when
+no training run's checkpoint is at hand (the numbers then describe that tiny setting, not the full model).
 """
 
 from __future__ import annotations
@@ -51,8 +47,7 @@ class GradFlowRecorder:
             )
 
     def flags(self, *, vanish_ratio: float = 1e-3, lam_floor: float = 1e-3) -> list[str]:
-        """Warnings: a block whose median quantum grad norm is below ``vanish_ratio`` x its classical one, or
-        whose
+        """Warnings: a block whose median quantum grad norm is below ``vanish_ratio`` x its classical one, or whose
         final |lambda| is below ``lam_floor`` (the branch then contributes nothing)."""
         out = []
         for block in dict.fromkeys(r["block"] for r in self.rows):
@@ -120,9 +115,8 @@ def synthetic_latents(batch: int, *, size: int = 8, channels: int = 4, seed: int
 def train_steps(model, cfg, *, steps: int = 10, batch: int = 4, lr: float = 1e-3, seed: int = 0) -> GradFlowRecorder:
     """Train ``model`` for ``steps`` AdamW steps on :func:`synthetic_latents`, recording the gradient flow.
 
-    The three groups of ``model.parameter_groups()`` share ``lr`` here (so lambda visibly moves); the
-    original's
-    1e-6 lambda rate would freeze it.
+    The three groups of ``model.parameter_groups()`` share ``lr`` here (so lambda visibly moves); the original's 1e-6
+    lambda rate would freeze it.
 
     Returns:
         The recorder, with ``rows[...]["loss"]`` added per step on the first block's row.

@@ -1,5 +1,4 @@
-"""Plots of the analysis results (matplotlib, Agg; every function returns the figure and optionally saves
-it)."""
+"""Plots of the analysis results (matplotlib, Agg); every function returns the figure and optionally saves it."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ def series(points: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str,
 
 
 def plot_variance(result: Any, path: str | Path | None = None, *, title: str | None = None) -> Any:
-    """Semilog plot of Var[d<O>/d theta_1] against qubits, one line per design x layers, fitted slopes in the
-    legend.
+    """Semilog plot of Var[d<O>/d theta_1] against qubits: one line per design x layers, fitted slopes in the legend.
 
     Estimated (branch-sampled) points are drawn hollow; error bars are the bootstrap intervals.
 

@@ -1,5 +1,4 @@
-"""The result file of a gradient-variance study: a dataclass with a JSON round trip, written atomically per
-point."""
+"""The result file of a gradient-variance study: a dataclass with a JSON round trip, written atomically per point."""
 
 from __future__ import annotations
 
@@ -87,8 +86,7 @@ class StudyResult:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        """Write atomically (temporary file + rename), so an interrupted run never leaves a half-written
-        file."""
+        """Write atomically (temporary file + rename): an interrupted run never leaves a half-written file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")

@@ -17,11 +17,13 @@ Part 2: ``hardware.sampling.plan`` for one image at the ``tiny`` and ``paper`` p
 resolution, all steps and last 5 steps: PUBs, jobs, shots, 2q depth and a modelled QPU time (a model, not a
 measurement).
 
-Part 3 (optional, ``--pipeline DIR``): sample images from a trained pipeline with exact vs emulated-hardware
-Q-FFNs and report the mean absolute pixel difference (FID and attribute accuracy need ``qldm evaluate`` on the
-outputs).
+Part 3 (optional, ``--pipeline DIR``): sample images from a trained pipeline with exact vs emulated-hardware Q-FFNs
+and report the mean absolute pixel difference (FID and attribute accuracy need ``qldm evaluate`` on the outputs).
 
-Usage: ``python benchmarks/bench_hardware.py [--backend FakeTorino] [--quick] [--out PATH]``.
+``--parts`` chooses which parts run (default ``accuracy,plans``); the others keep what ``--out`` already holds, and
+``provenance`` records, per part, the settings, machine and date of the run that produced it.
+
+Usage: ``python benchmarks/bench_hardware.py [--backend fake:FakeTorino] [--parts plans] [--out PATH]``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import math
 import platform
 import time
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -154,9 +157,23 @@ def pipeline_effect(pipeline_dir: str, backend: str, shots: int) -> dict:
     return {"pipeline": pipeline_dir, "shots": shots, "mean_abs_pixel_diff": float(np.abs(ref - hw).mean())}
 
 
+def _load_previous(path: Path) -> dict:
+    """The existing result file, with the top-level ``machine``/``settings`` of older files moved into
+    ``provenance["accuracy"]`` (they described the accuracy run)."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if "provenance" not in data and "settings" in data:
+        data["provenance"] = {"accuracy": {"settings": data.pop("settings"), "machine": data.pop("machine")}}
+    if data.get("image_effect", 0) is None:  # older files wrote null when the part did not run
+        del data["image_effect"]
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backend", default="FakeTorino")
+    ap.add_argument("--backend", default="fake:FakeTorino", help="fake:<FakeName> or aer-noise:<FakeName>")
+    ap.add_argument("--parts", default="accuracy,plans", help="comma list of accuracy, plans (effect: --pipeline)")
     ap.add_argument("--sizes", default="2,4,6")
     ap.add_argument("--tokens", type=int, default=4)
     ap.add_argument("--shots", type=int, default=1000, help="Aer noisy shots per parameter set")
@@ -166,15 +183,26 @@ def main() -> None:
     ap.add_argument("--pipeline", help="a trained pipeline folder for the image-effect part")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
+    from hardware.backends import parse_backend_name
+
+    _, device = parse_backend_name(args.backend, kinds=("aer-noise", "fake"))
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()} | ({"effect"} if args.pipeline else set())
+    if parts - {"accuracy", "plans", "effect"}:
+        raise SystemExit(f"unknown --parts {sorted(parts - {'accuracy', 'plans', 'effect'})}")
     warnings.filterwarnings("ignore")
     sizes = [int(s) for s in args.sizes.split(",")]
-    acc = accuracy_rows(
-        args.backend, sizes, args.tokens, args.shots, args.local_shots, args.local_max_n, args.max_branches
-    )
-    plans = plan_rows(args.backend)
-    effect = pipeline_effect(args.pipeline, args.backend, args.shots) if args.pipeline else None
+    data = _load_previous(args.out)
+    acc, plans, effect = data.get("accuracy", []), data.get("plans", []), data.get("image_effect")
+    if "accuracy" in parts:
+        acc = accuracy_rows(
+            device, sizes, args.tokens, args.shots, args.local_shots, args.local_max_n, args.max_branches
+        )
+    if "plans" in parts:
+        plans = plan_rows(device)
+    if "effect" in parts:
+        effect = pipeline_effect(args.pipeline, device, args.shots)
 
-    print(f"\nEmulator vs noisy simulation on {args.backend} ({args.tokens} tokens; errors = mean |diff|)")
+    print(f"\nEmulator vs noisy simulation on {device} ({args.tokens} tokens; errors = mean |diff|)")
     print(
         f"{'n':>2} {'form':<19}{'wires':>6}{'emu s':>8}{'aer s':>8}{'ratio':>8}"
         f"{'emu-aer':>9}{'exact-aer':>10}"
@@ -206,18 +234,17 @@ def main() -> None:
         print("\nImage effect:", effect)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor()}
-    args.out.write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "settings": vars(args) | {"out": str(args.out)},
-                "accuracy": acc,
-                "plans": plans,
-                "image_effect": effect,
-            },
-            indent=2,
-        )
-    )
+    run = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": vars(args)
+        | {"out": str(args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out)},
+        "machine": machine,
+    }
+    provenance = data.get("provenance", {}) | {part: run for part in sorted(parts)}
+    result = {"provenance": provenance, "accuracy": acc, "plans": plans}
+    if effect is not None:
+        result["image_effect"] = effect
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("wrote", args.out)
 
 

@@ -1,12 +1,11 @@
 """Ancilla elimination by branch sampling.
 
-An ancilla prepared in ``|+>`` that only ever acts as a control and is never measured leaves the data qubits
-in the uniform mixture over its control values (quantum-facts.md, "Control-only ancillas are a mixture"). With
-ancilla bits ``b``, ``<O> = 2^-k * sum_b <O>_b`` where ``<O>_b`` is measured on an n-qubit circuit in which
-each ancilla-controlled gate is kept as its plain (uncontrolled) gate iff its control bit is 1, and dropped
-otherwise. So a device can run an ensemble of narrower circuits without controlled rotations, one per sampled
-on/off pattern, with the shots spread over them: same expectation, half the qubits (per-qubit ancillas), no
-controlled rotations.
+An ancilla prepared in ``|+>`` that only ever acts as a control and is never measured leaves the data qubits in the
+uniform mixture over its control values (docs/quantum-facts.md, "Control-only ancillas are a mixture"). With ancilla
+bits ``b``, ``<O> = 2^-k * sum_b <O>_b`` where ``<O>_b`` is measured on an n-qubit circuit in which each
+ancilla-controlled gate is kept as its plain (uncontrolled) gate iff its control bit is 1, and dropped otherwise. So a
+device can run an ensemble of narrower circuits without controlled rotations, one per sampled on/off pattern, with the
+shots spread over them: same expectation, half the qubits (per-qubit ancillas), no controlled rotations.
 
 This is *ancilla elimination by branch sampling*, an exact identity in expectation. It is not the "ancillas
 removed" design of the paper, for which no code exists.
@@ -100,8 +99,7 @@ def branch_circuits(spec: CircuitSpec, pattern: tuple[int, ...]) -> Branch:
             continue
         qc.append(inst.operation, [wire[q] for q in qs])
     drop = list(spec.ancilla_qubits)
-    # data qubits keep their relative order (builders put them first), so deleting the ancilla columns maps
-    # wire
+    # data qubits keep their relative order (builders put them first), so deleting the ancilla columns maps wire
     # spec.data_qubits[j] -> j, as in the circuit above
     if list(spec.data_qubits) != sorted(spec.data_qubits):
         raise ValueError(f"{spec.name}: data qubits must be in increasing wire order")

@@ -1,13 +1,13 @@
 """Backends by name: exact/shot Aer, Aer with a device noise model, runtime local testing mode, IBM devices.
 
-One string names a backend everywhere (configs, CLI, :func:`hardware.sampling.attach_hardware`):
+One string names a backend everywhere (configs, every CLI command, :func:`hardware.sampling.attach_hardware`), checked
+by :func:`parse_backend_name`; a bare fake name (``FakeTorino``) is refused with a hint to the prefixed forms:
 
 - ``aer``: Aer without noise; exact expectation values, or shot-sampled when the executor gets ``shots``.
 - ``aer-noise:<FakeName>``: Aer with ``NoiseModel.from_backend`` of a ``qiskit_ibm_runtime.fake_provider``
   backend (its coupling map, basis gates and calibrated errors), shot-sampled.
-- ``fake:<FakeName>``: qiskit-ibm-runtime local testing mode with that fake backend: the same runtime
-  primitive code path as a real device, simulated by Aer with the snapshot's noise, one noisy trajectory per
-  shot.
+- ``fake:<FakeName>``: qiskit-ibm-runtime local testing mode with that fake backend: the same runtime primitive
+  code path as a real device, simulated by Aer with the snapshot's noise, one noisy trajectory per shot.
 - ``ibm:<device>``: a real device through ``QiskitRuntimeService``. Credentials come only from the environment
   (``QISKIT_IBM_TOKEN``, ``QISKIT_IBM_CHANNEL``, ``QISKIT_IBM_INSTANCE``) or a saved Qiskit account; the token
   is handed to the service and never printed, logged or written anywhere.
@@ -27,6 +27,7 @@ __all__ = [
     "CredentialsError",
     "ResolvedBackend",
     "fake_backend_names",
+    "parse_backend_name",
     "resolve_backend",
     "saved_account_file",
 ]
@@ -53,8 +54,7 @@ class ResolvedBackend:
         backend: The ``BackendV2`` that circuits are transpiled for and, except for ``aer-noise``, run on. For
             ``aer`` it is a noiseless ``AerSimulator``; for ``aer-noise`` it is the fake device (its target
             gives coupling map, basis and calibration), and ``simulator`` runs the circuits.
-        simulator: For ``aer``/``aer-noise``: the ``AerSimulator`` that runs circuits (with the device
-            noise model).
+        simulator: For ``aer``/``aer-noise``: the ``AerSimulator`` that runs circuits (with the device noise model).
         service: For ``ibm``: the ``QiskitRuntimeService`` (needed for Session/Batch).
     """
 
@@ -82,18 +82,15 @@ def fake_backend_names() -> list[str]:
     return sorted(n for n in dir(fp) if n.startswith("Fake") and n not in skip and isinstance(getattr(fp, n), type))
 
 
-def _fake_backend(fake_name: str, full_name: str) -> Any:
+def _fake_backend(fake_name: str) -> Any:
+    """A new instance of a fake backend whose name :func:`parse_backend_name` has checked."""
     import qiskit_ibm_runtime.fake_provider as fp
 
-    names = fake_backend_names()
-    if fake_name not in names:
-        raise BackendError(f"unknown fake backend {fake_name!r} in {full_name!r}; available: {', '.join(names)}")
     return getattr(fp, fake_name)()
 
 
 def saved_account_file() -> Path:
-    """Where a saved Qiskit account is looked up: ``$QISKIT_IBM_ACCOUNT_FILE`` or
-    ``~/.qiskit/qiskit-ibm.json``.
+    """Where a saved Qiskit account is looked up: ``$QISKIT_IBM_ACCOUNT_FILE`` or ``~/.qiskit/qiskit-ibm.json``.
 
     Expanded at call time (not import time), so tests can point ``HOME`` at an empty directory.
     """
@@ -129,6 +126,41 @@ def _service() -> Any:
         ) from None
 
 
+def parse_backend_name(name: str, *, kinds: tuple[str, ...] = ("aer", "aer-noise", "fake", "ibm")) -> tuple[str, str]:
+    """Check a backend name's form without building anything: the one parser every command and executor uses.
+
+    Args:
+        name: ``"aer"``, ``"aer-noise:<FakeName>"``, ``"fake:<FakeName>"`` or ``"ibm:<device>"``.
+        kinds: The kinds the caller accepts (e.g. only the calibrated fake kinds for an emulator check).
+
+    Returns:
+        ``(kind, argument)``, e.g. ``("aer-noise", "FakeTorino")``; the argument is ``""`` for ``aer``.
+
+    Raises:
+        BackendError: On an unknown form, a kind outside ``kinds``, an unknown fake backend, or a bare fake name
+            (``"FakeTorino"``), whose message names the prefixed forms to use instead.
+    """
+    if not isinstance(name, str) or not name:
+        raise BackendError(f"backend name must be a non-empty string, got {name!r}; valid forms: {VALID_FORMS}")
+    kind, _, arg = name.partition(":")
+    if not arg and kind.startswith("Fake"):
+        raise BackendError(
+            f"backend {name!r} has no kind: write aer-noise:{name} (Aer with its noise model) or fake:{name} "
+            "(runtime local testing mode)"
+        )
+    if (kind == "aer") != (not arg) or kind not in ("aer", "aer-noise", "fake", "ibm"):
+        raise BackendError(
+            f"unknown backend {name!r}; valid forms: {', '.join(VALID_FORMS)}; "
+            f"fake backends: {', '.join(fake_backend_names())}"
+        )
+    if kind not in kinds:
+        forms = ", ".join(f for f in VALID_FORMS if f.split(":")[0] in kinds)
+        raise BackendError(f"backend {name!r} is not usable here; use one of: {forms}")
+    if kind in ("aer-noise", "fake") and arg not in fake_backend_names():
+        raise BackendError(f"unknown fake backend {arg!r} in {name!r}; available: {', '.join(fake_backend_names())}")
+    return kind, arg
+
+
 def resolve_backend(name: str) -> ResolvedBackend:
     """Turn a backend string into backend objects.
 
@@ -139,34 +171,27 @@ def resolve_backend(name: str) -> ResolvedBackend:
         A :class:`ResolvedBackend`.
 
     Raises:
-        BackendError: On an unknown form or fake-backend name (the message lists valid forms and fake names).
+        BackendError: On an unknown form or fake-backend name (see :func:`parse_backend_name`).
         CredentialsError: For ``ibm:`` without credentials, or when the service rejects them.
     """
-    if not isinstance(name, str) or not name:
-        raise BackendError(f"backend name must be a non-empty string, got {name!r}; valid forms: {VALID_FORMS}")
-    kind, _, arg = name.partition(":")
-    if kind == "aer" and not arg:
+    kind, arg = parse_backend_name(name)
+    if kind == "aer":
         from qiskit_aer import AerSimulator
 
         sim = AerSimulator()
         return ResolvedBackend(name=name, kind="aer", backend=sim, simulator=sim)
-    if kind == "aer-noise" and arg:
+    if kind == "aer-noise":
         from qiskit_aer import AerSimulator
         from qiskit_aer.noise import NoiseModel
 
-        device = _fake_backend(arg, name)
+        device = _fake_backend(arg)
         sim = AerSimulator.from_backend(device, noise_model=NoiseModel.from_backend(device))
         return ResolvedBackend(name=name, kind="aer-noise", backend=device, simulator=sim)
-    if kind == "fake" and arg:
-        return ResolvedBackend(name=name, kind="fake", backend=_fake_backend(arg, name))
-    if kind == "ibm" and arg:
-        service = _service()
-        try:
-            device = service.backend(arg)
-        except Exception as err:  # noqa: BLE001
-            raise BackendError(f"IBM backend {arg!r} is not available to this account ({type(err).__name__})") from None
-        return ResolvedBackend(name=name, kind="ibm", backend=device, service=service)
-    raise BackendError(
-        f"unknown backend {name!r}; valid forms: {', '.join(VALID_FORMS)}; "
-        f"fake backends: {', '.join(fake_backend_names())}"
-    )
+    if kind == "fake":
+        return ResolvedBackend(name=name, kind="fake", backend=_fake_backend(arg))
+    service = _service()
+    try:
+        device = service.backend(arg)
+    except Exception as err:  # noqa: BLE001 - the service's own error may echo request details
+        raise BackendError(f"IBM backend {arg!r} is not available to this account ({type(err).__name__})") from None
+    return ResolvedBackend(name=name, kind="ibm", backend=device, service=service)

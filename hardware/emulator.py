@@ -1,6 +1,6 @@
 """A fast calibrated emulator: exact torch expectation values, damped per observable, plus shot noise.
 
-Runtime local mode simulates device noise one trajectory per shot (timings in quantum-facts.md), far too slow for
+Runtime local mode simulates device noise one trajectory per shot (timings in docs/quantum-facts.md), far too slow for
 sampling images. This emulator instead computes the exact ``<O_j>`` with
 qldm's ``StatevectorExecutor`` and multiplies it by a damping factor ``f_j`` from the *transpiled* circuit's
 calibration on that device, then adds Gaussian shot noise of variance ``(1 - (f_j <O_j>)^2) / shots``:

@@ -6,9 +6,9 @@ data: candidate chains of coupled qubits are grown by beam search scored by two-
 readout errors, the best few are passed as ``initial_layout`` (and the pass manager's own noise-aware layout
 is tried as well), and the candidate whose transpiled circuit has the highest estimated fidelity wins.
 
-Aer pitfall (quantum-facts.md): Aer runs parameterized ``crx``/``cry``/``crz``/``cp`` bound at run time as
-angle 0. For the noiseless ``aer`` backend we therefore transpile to a plain ``{cx, rz, ry, rx, sx, x, h}``
-basis, so no controlled rotation ever reaches Aer; :func:`check_aer_safe` asserts it.
+Aer pitfall (docs/quantum-facts.md): Aer runs parameterized ``crx``/``cry``/``crz``/``cp`` bound at run time as angle 0.
+For the noiseless ``aer`` backend we therefore transpile to a plain ``{cx, rz, ry, rx, sx, x, h}`` basis, so no
+controlled rotation ever reaches Aer; :func:`check_aer_safe` asserts it.
 """
 
 from __future__ import annotations

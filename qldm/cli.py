@@ -1,6 +1,8 @@
 """The ``qldm`` command. Each subcommand lives in its own module, imported only when that command runs.
 
-A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports) and ``run(args) -> int``.
+A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``run(args) -> int`` and, optionally,
+``parents() -> list[ArgumentParser]``: the shared option sets of :mod:`qldm.commands.common` it takes
+(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import sys
 
 __all__ = ["main", "COMMANDS"]
 
-# name -> (module, one-line help). Modules to the right of qldm (hardware, analysis) are imported only here, lazily.
+# name -> (module, one-line help). Every command lives in qldm.commands; a command module imports hardware or
+# analysis only inside its functions, and only the chosen command's module is imported.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("qldm.commands.demo", "train the tiny preset on built-in faces and sample a grid (the main job)"),
     "train": ("qldm.commands.train", "train the hybrid latent diffusion model"),
@@ -19,9 +22,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("qldm.commands.sample", "generate images from prompts"),
     "evaluate": ("qldm.commands.evaluate", "FID, spectra and prompt-attribute accuracy"),
     "circuit": ("qldm.commands.circuit", "build a circuit spec and export/draw it"),
-    "hardware": ("hardware.cli", "IBM backends: plan, transpile report, emulator checks"),
-    "bp": ("analysis.cli_bp", "barren-plateau gradient-variance study"),
-    "expressivity": ("analysis.cli_expressivity", "output spread, input-gradient norms and simulability of the Q-FFN"),
+    "hardware": ("qldm.commands.hardware", "IBM backends: plan, transpile report, emulator checks"),
+    "bp": ("qldm.commands.bp", "barren-plateau gradient-variance study"),
+    "expressivity": ("qldm.commands.expressivity", "output spread, input-gradient norms and simulability of the Q-FFN"),
+    "features": ("qldm.commands.features", "feature maps and gradient flow of a checkpoint's Q-FFN blocks"),
+    "captioner-accuracy": ("qldm.commands.captioner", "hair-colour captioner against the hand labels"),
+    "fid-separation": ("qldm.commands.separation", "does the FID feature extractor separate real from degraded?"),
 }
 
 
@@ -40,11 +46,11 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == wanted:  # only the chosen command's module is imported
-            module = _load(name)
-            if module is not None:
-                module.add_arguments(p)
+        module = _load(name) if name == wanted else None  # only the chosen command's module is imported
+        parents = module.parents() if module is not None and hasattr(module, "parents") else []
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=parents)
+        if module is not None:
+            module.add_arguments(p)
     return parser
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -12,12 +11,13 @@ import torch
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 
-from analysis import cli_bp
 from analysis.engine import SkeletonBatch
 from analysis.gradvar import REFERENCE_SLOPE, PointConfig, fit_slope, run_point, sample_gradients, variance_ci
 from analysis.results import StudyResult
 from circuits import z_observable
 from circuits.spec import CircuitSpec
+from qldm.cli import build_parser
+from qldm.commands import bp as cli_bp
 
 
 def _ry_spec() -> CircuitSpec:
@@ -137,9 +137,8 @@ def test_bad_config_raises():
 
 
 def _args(tmp_path, **kw):
-    parser = argparse.ArgumentParser()
-    cli_bp.add_arguments(parser)
     argv = [
+        "bp",
         "--design",
         "none,shared",
         "--qubits",
@@ -155,7 +154,7 @@ def _args(tmp_path, **kw):
     ]
     for k, v in kw.items():
         argv += [f"--{k}"] + ([] if v is True else [str(v)])
-    return parser.parse_args(argv)
+    return build_parser(argv).parse_args(argv)
 
 
 def test_json_round_trip_and_resume(tmp_path, monkeypatch, capsys):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
+import json
 
 import numpy as np
 import torch
 
-from analysis import cli_expressivity
 from analysis.expressivity import schmidt_rank, sensitivity, simulability
 from analysis.features import feature_maps, map_statistics
 from analysis.gradflow import GradFlowRecorder, synthetic_latents, tiny_model, train_steps
+from qldm.cli import build_parser
+from qldm.commands import expressivity as cli_expressivity
 
 
 def test_ancilla_ring_readout_concentrates():
@@ -36,30 +37,28 @@ def test_schmidt_rank_known_states_and_growth_with_layers():
 
 
 def test_expressivity_cli(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    cli_expressivity.add_arguments(parser)
-    args = parser.parse_args(
-        [
-            "--qubits",
-            "2,3",
-            "--ancillas",
-            "per-qubit",
-            "--readout",
-            "ring",
-            "--init",
-            "uniform",
-            "--inputs",
-            "8",
-            "--weight-draws",
-            "1",
-            "--sim-qubits",
-            "3",
-            "--sim-layers",
-            "1,2",
-            "--out",
-            str(tmp_path / "e.json"),
-        ]
-    )
+    argv = [
+        "expressivity",
+        "--qubits",
+        "2,3",
+        "--ancillas",
+        "per-qubit",
+        "--readout",
+        "ring",
+        "--init",
+        "uniform",
+        "--inputs",
+        "8",
+        "--weight-draws",
+        "1",
+        "--sim-qubits",
+        "3",
+        "--sim-layers",
+        "1,2",
+        "--out",
+        str(tmp_path / "e.json"),
+    ]
+    args = build_parser(argv).parse_args(argv)
     assert cli_expressivity.run(args) == 0
     assert (tmp_path / "e_sensitivity.png").exists() and (tmp_path / "e_simulability.png").exists()
     assert "classically" in capsys.readouterr().out
@@ -106,3 +105,24 @@ def test_noisy_estimator_outputs_match_statevector_without_noise():
     np.testing.assert_allclose(NoisyEstimator(None).outputs(spec, x, w), exact, atol=1e-12)
     noisy = NoisyEstimator("fake:FakeManilaV2").outputs(spec, x, w)
     assert 1e-3 < np.abs(noisy - exact).max() < 0.5
+
+
+def test_features_command_fresh_and_from_checkpoint(tmp_path, capsys):
+    from qldm.cli import main
+
+    fresh = tmp_path / "fresh"
+    assert main(["features", "--n-qubits", "2", "--train-steps", "2", "--out", str(fresh)]) == 0
+    record = json.loads((fresh / "features.json").read_text())
+    assert (fresh / "feature_maps.png").stat().st_size > 1000 and (fresh / "gradient_flow.png").is_file()
+    assert len(record["statistics"]) == len(record["high_frequency"]) > 0
+    assert all(len(s["std_after"]) == 2 for s in record["statistics"])
+    assert {r["step"] for r in record["gradient_flow"]["rows"]} == {0, 1}
+    model, _ = tiny_model(n_qubits=2, quantum_blocks="bottleneck")
+    model.save_pretrained(tmp_path / "unet")
+    saved = tmp_path / "saved"
+    assert main(["features", "--checkpoint", str(tmp_path / "unet"), "--out", str(saved)]) == 0
+    record = json.loads((saved / "features.json").read_text())
+    assert len(record["statistics"]) == 1 and "gradient_flow" not in record
+    assert not (saved / "gradient_flow.png").exists()
+    assert main(["features", "--checkpoint", str(tmp_path / "none"), "--out", str(saved)]) == 2
+    assert "holds no QLDMUNet" in capsys.readouterr().err

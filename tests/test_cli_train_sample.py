@@ -93,7 +93,7 @@ def test_sample_from_run_and_from_checkpoint(run_dir, tmp_path):
 
 
 def test_sample_refuses_a_different_circuit(run_dir, tmp_path, capsys):
-    code = main(["sample", "--run", str(run_dir), "--set", "model.qffn.n_qubits=3", "--out", str(tmp_path / "x")])
+    code = main(["sample", "--run", str(run_dir), "--expect", "model.qffn.n_qubits=3", "--out", str(tmp_path / "x")])
     assert code == 2
     err = capsys.readouterr().err
     assert "qldm sample: error:" in err and "n_qubits" in err and "checkpoint has 2, requested 3" in err

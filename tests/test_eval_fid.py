@@ -113,3 +113,18 @@ def test_offline_fid_separates_real_anime_faces_from_blurred_and_noisy(capsys):
     with capsys.disabled():
         print("\n" + format_separation(rows, "FID (offline features: handcrafted-v1), anime-faces 64 px"))
     check_separation(rows, blur_factor=30.0, noise_factor=3.0)
+
+
+def test_fid_separation_and_captioner_commands(tmp_path, capsys):
+    import json
+
+    from qldm.cli import main
+
+    out = tmp_path / "sep.json"
+    assert main(["fid-separation", "--source", "procedural", "--n", "16", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["comparison"] == "real A vs real B" and rows[0]["n"] == 8 and len(rows) == 7
+    assert "real A vs B blurred" in capsys.readouterr().out
+    assert main(["captioner-accuracy", "--root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qldm captioner-accuracy: error:") and "not found" in err

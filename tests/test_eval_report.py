@@ -21,7 +21,7 @@ def write_sets(root, label, images_fn, seeds=(0, 1)):
         images = images_fn(reference_images("procedural", prompts, image_size=32, seed=100 + seed))
         save_image_set(
             images, prompts, root / label / f"seed-{seed}", label=label, seed=seed, source="procedural",
-            holdout=["blue/twintails", "red/long"],
+            holdout=["blue/twintails", "red/long"], steps=7, guidance=2.5,
         )  # fmt: skip
     return root / label
 
@@ -61,6 +61,10 @@ def test_evaluate_images_report_ranks_clean_above_blurred(tmp_path, capsys):
     assert (groups["quantum"]["holdout_k"], groups["quantum"]["holdout_n"]) == (4, 4)
     md = (out / "report.md").read_text()
     assert "FID (offline features: handcrafted-v1)" in md and "| quantum |" in md
+    # the header says how the images were made (their set.json), not this command's --steps/--seeds defaults
+    assert (report["meta"]["steps"], report["meta"]["guidance"], report["meta"]["seeds"]) == (7, 2.5, [0, 1])
+    assert report["meta"]["n"] == N and len(report["meta"]["sets"]) == 4
+    assert f"7 steps, guidance 2.5, seeds [0, 1], {N} images per seed" in md
     assert (out / "procedural-32-spectrum.png").is_file() and (out / "procedural-32-spectrum-ratio.png").is_file()
     assert "report ->" in capsys.readouterr().out
 
@@ -117,6 +121,17 @@ def test_evaluate_samples_saved_pipelines_and_groups_them(tmp_path):
     assert main([*argv[:-1], str(tmp_path / "rep2")]) == 0
     assert torch.equal(load_image_set(tmp_path / "rep2" / "samples" / "q" / "seed-0")[0], first)
     assert not torch.equal(load_image_set(out / "samples" / "q" / "seed-1")[0], first)
+    # `qldm sample` records how it sampled; `qldm evaluate --images` reports those settings, not its own defaults
+    sampled = tmp_path / "sampled"
+    assert (
+        main(["sample", "--run", str(tmp_path / "q"), "--n", "1", "--steps", "3", "--seed", "5", "--out", str(sampled)])
+        == 0
+    )
+    settings = json.loads((sampled / "set.json").read_text())
+    assert (settings["steps"], settings["seed"], settings["label"], settings["image_size"]) == (3, 5, "quantum", 16)
+    assert main(["evaluate", "--images", str(sampled), "--out", str(tmp_path / "rep3")]) == 0
+    meta = json.loads((tmp_path / "rep3" / "report.json").read_text())["meta"]
+    assert (meta["steps"], meta["seeds"], meta["guidance"]) == (3, 5, settings["guidance"])
 
 
 def test_reads_the_output_layout_of_qldm_sample(tmp_path):

@@ -105,6 +105,31 @@ def test_unknown_backend_lists_valid_forms():
             assert "aer-noise:<FakeName>" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hardware", "emulate-check", "--backend", "FakeManilaV2"],
+        ["hardware", "transpile", "--backend", "FakeManilaV2"],
+        ["hardware", "plan", "--backend", "FakeManilaV2"],
+        ["bp", "--noise", "FakeManilaV2", "--out", "unused.json"],
+        ["sample", "--run", "unused", "--quantum-backend", "FakeManilaV2", "--out", "unused"],
+    ],
+)
+def test_every_command_takes_one_backend_name_format(argv, capsys):
+    from qldm.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "aer-noise:FakeManilaV2" in err and "fake:FakeManilaV2" in err
+
+
+def test_emulate_check_needs_a_calibrated_device(capsys):
+    from qldm.cli import main
+
+    assert main(["hardware", "emulate-check", "--backend", "aer"]) == 2
+    assert "aer-noise:<FakeName>" in capsys.readouterr().err
+
+
 def _no_credentials(monkeypatch, tmp_path):
     for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_ACCOUNT_FILE"):
         monkeypatch.delenv(var, raising=False)
@@ -193,13 +218,18 @@ def test_cli_plan_and_emulate_check(capsys, tmp_path):
     p = json.loads(out_json.read_text())
     assert p["hardware_steps"] == 2 and p["jobs"] == 2 and p["pubs"] == 2  # one bottleneck block, 1 job/step
     assert p["parameter_sets"] == 2 * p["tokens_per_call"][0] and "model" in p["qpu_time_note"]
+    # the run config comes from --preset/--config/--set, as in `qldm train`
+    argv = ["hardware", "plan", "--backend", "aer", "--preset", "tiny", "--set", "sample.steps=7"]
+    assert main([*argv, "--steps", "all", "--json", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["total_steps"] == 7
+    assert main(["hardware", "plan", "--backend", "aer", "--set", "sample.nosuch=1"]) == 2
     assert (
         main(
             [
                 "hardware",
                 "emulate-check",
                 "--backend",
-                "FakeManilaV2",
+                "aer-noise:FakeManilaV2",
                 "--n-qubits",
                 "2",
                 "--tokens",

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import add_config_arguments
+from qldm.commands.common import config_parent, out_parent, progress_parent
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [config_parent(), out_parent(help="run directory", default="runs/demo"), progress_parent()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     parser.add_argument("--samples", type=int, default=220, help="generated faces to judge (>= 200 recommended)")
     parser.add_argument("--batch", type=int, default=55, help="prompts per sampling batch")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def eval_prompts(cfg, n: int, *, seed: int = 1234) -> list[dict[str, str]]:

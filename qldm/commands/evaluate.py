@@ -1,10 +1,16 @@
-"""``qldm evaluate``: FID (labelled by its features), spectra and prompted hair-colour accuracy of trained
-runs, side by side by comparison group (quantum, classical none, mlp / lambda=0 / shuffled controls), over
-seeds."""
+"""``qldm evaluate``: FID (labelled by its features), spectra and prompted hair-colour accuracy of trained runs, side
+by side by comparison group (quantum, classical none, mlp / lambda=0 / shuffled controls), over seeds.
+
+The report header records how the measured images were made: for ``--run`` the sampling options given here, for
+``--images`` the settings each folder's ``set.json`` records (written by ``qldm sample`` and by this command's own
+``samples/``); a setting a folder does not record is reported as not recorded, never as this command's default.
+"""
 
 from __future__ import annotations
 
 import argparse
+
+from qldm.commands.common import out_parent
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,12 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--images",
         action="append",
         default=[],
-        help="folder of generated PNGs (metadata.jsonl or `qldm sample` output; seed-* subfolders are seeds)",
+        help="folder of generated PNGs (metadata.jsonl or `qldm sample` output; seed-* subfolders are seeds); "
+        "its set.json says how they were made",
     )
-    parser.add_argument("--n", type=int, default=200, help="images per run and seed (default 200)")
-    parser.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
-    parser.add_argument("--guidance", type=float, help="CFG scale (default: each run's sample.guidance)")
-    parser.add_argument("--seeds", default="0,1,2", help="sampling seeds, comma-separated (default 0,1,2)")
+    parser.add_argument("--n", type=int, default=200, help="--run: images per run and seed (default 200)")
+    parser.add_argument("--steps", type=int, default=25, help="--run: sampler steps (default 25)")
+    parser.add_argument("--guidance", type=float, help="--run: CFG scale (default: each run's sample.guidance)")
+    parser.add_argument("--seeds", default="0,1,2", help="--run: sampling seeds, comma-separated (default 0,1,2)")
     parser.add_argument(
         "--inception", help="local torch-fidelity Inception-v3 weights (.pth); default: offline features"
     )
@@ -26,7 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hf-cutoff", type=float, default=0.25, help="HF ratio cutoff as a fraction of Nyquist")
     parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits while sampling")
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per sampling batch")
-    parser.add_argument("--out", required=True, help="report folder (report.md, report.json, plots, samples/)")
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [out_parent(help="report folder (report.md, report.json, plots, samples/)")]
+
+
+def _summary(values: list) -> object:
+    """One value if all sets agree, else the sorted distinct values; ``None`` (not recorded) is named as such."""
+    distinct = sorted({"not recorded" if v is None else v for v in values}, key=str)
+    return distinct[0] if len(distinct) == 1 else distinct
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -87,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     extractor = make_extractor(args.inception)
     refs: dict[str, tuple] = {}
     sets = []
+    made = []  # how each measured (non-real) set was sampled: the report header is built from these
 
     def measure(images, prompts, *, features, **kw):
         return measure_set(
@@ -136,10 +153,11 @@ def run(args: argparse.Namespace) -> int:
             images = sample_images(
                 pipe, prompts, seed=seed, steps=args.steps, guidance=guidance, batch_size=args.batch_size
             )
+            settings = {"n": args.n, "seed": seed, "steps": args.steps, "guidance": guidance}
+            made.append({"run": run_dir, **settings})
             save_image_set(
-                images, prompts, out / "samples" / name / f"seed-{seed}", run=name, label=label, seed=seed,
-                source=source, image_size=size, steps=args.steps, guidance=guidance,
-                holdout=list(cfg.data.holdout),
+                images, prompts, out / "samples" / name / f"seed-{seed}", run=name, label=label,
+                source=source, image_size=size, holdout=list(cfg.data.holdout), **settings,
             )  # fmt: skip
             sets.append(
                 measure(
@@ -162,6 +180,14 @@ def run(args: argparse.Namespace) -> int:
             label = str(meta.get("label", folder.name))
             key, feats = reference(source, images.shape[-1], prompts)
             run_name, seed = str(meta.get("run", folder.name)), int(meta.get("seed", i))
+            made.append(
+                {
+                    "images": str(sub),
+                    "n": len(prompts),
+                    "seed": meta.get("seed"),
+                    **{k: meta.get(k) for k in ("steps", "guidance", "scheduler")},
+                }
+            )
             sets.append(
                 measure(
                     images,
@@ -180,10 +206,11 @@ def run(args: argparse.Namespace) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "runs": list(args.run),
         "images": list(args.images),
-        "n": args.n,
-        "steps": args.steps,
-        "guidance": args.guidance if args.guidance is not None else "per run (sample.guidance)",
-        "seeds": seeds,
+        "n": _summary([m["n"] for m in made]),
+        "steps": _summary([m["steps"] for m in made]),
+        "guidance": _summary([m["guidance"] for m in made]),
+        "seeds": _summary([m["seed"] for m in made]),
+        "sets": made,
         "hf_cutoff": args.hf_cutoff,
         "extractor": extractor.label,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},

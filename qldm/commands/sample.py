@@ -1,9 +1,14 @@
-"""``qldm sample``: generate images from prompts with a trained run (EMA weights), as a PNG grid plus single
-PNGs."""
+"""``qldm sample``: generate images from prompts with a trained run (EMA weights), as a PNG grid plus single PNGs."""
 
 from __future__ import annotations
 
 import argparse
+
+from qldm.commands.common import backend_name, out_parent
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [out_parent(help="output folder (grid.png, images/*.png)")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,19 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
     parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise of the whole batch")
-    parser.add_argument("--out", required=True, help="output folder (grid.png, images/*.png)")
     parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits (statevector, tensornet, ...)")
     parser.add_argument(
-        "--set",
-        dest="overrides",
+        "--expect",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="the circuit you expect (model.qffn.n_qubits, model.qffn.n_layers, model.qffn.ancillas, ...); "
+        help="a model config field the checkpoint's circuit must have (model.qffn.n_qubits, model.qffn.n_layers, "
+        "model.qffn.ancillas, ...; repeatable); "
         "a checkpoint with a different circuit is an error",
     )
     hw = parser.add_argument_group("hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)")
-    hw.add_argument("--quantum-backend", help="e.g. fake:FakeTorino, aer-noise:FakeTorino or an IBM device name")
+    hw.add_argument("--quantum-backend", help="aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>")
     hw.add_argument("--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck")
     hw.add_argument("--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)")
     hw.add_argument("--shots", type=int, default=1024, help="shots per circuit evaluation (default 1024)")
@@ -74,6 +78,39 @@ def _load_pipeline(args: argparse.Namespace):
     )
 
 
+def _write_settings(path, args: argparse.Namespace, cfg, *, steps: int, guidance: float) -> None:
+    """How the images were made, as ``set.json``: ``qldm evaluate --images`` reads its report header from it."""
+    import json
+    from pathlib import Path
+
+    from qldm.eval.sources import run_label
+
+    source = Path(args.run or args.checkpoint)
+    settings = {
+        "command": "qldm sample",
+        "run": source.resolve().name,
+        "label": run_label(cfg.model),
+        "seed": args.seed,
+        "n": args.n,
+        "steps": steps,
+        "guidance": guidance,
+        "scheduler": args.scheduler or cfg.sample.scheduler,
+        "source": cfg.data.source,
+        "image_size": cfg.data.image_size,
+        "holdout": list(cfg.data.holdout),
+        "quantum_executor": args.quantum_executor,
+        "quantum_backend": args.quantum_backend,
+    }
+    if args.quantum_backend:
+        settings.update(
+            hardware_blocks=args.hardware_blocks,
+            hardware_steps=args.hardware_steps,
+            shots=args.shots,
+            hardware_emulate=args.hardware_emulate,
+        )
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -86,9 +123,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.quantum_backend:
+        backend_name(args.quantum_backend)
     pipe, cfg = _load_pipeline(args)
-    if args.overrides:
-        requested = apply_overrides(cfg, list(args.overrides)).model
+    if args.expect:
+        requested = apply_overrides(cfg, list(args.expect)).model
         check_circuit_compatible(cfg.model.circuit_metadata(), requested.circuit_metadata())
     if args.scheduler:
         pipe.scheduler = make_sample_scheduler(args.scheduler, cfg.model)
@@ -134,5 +173,6 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(out / "images" / name)
     grid = save_grid(np.asarray(images), out / "grid.png", nrow=args.n)
     (out / "prompts.txt").write_text("".join(f"p{i:02d}: {p}\n" for i, p in enumerate(prompts)))
+    _write_settings(out / "set.json", args, cfg, steps=steps, guidance=guidance)
     print(f"{len(images)} images -> {out / 'images'}; grid {grid} (rows = prompts, see prompts.txt)")
     return 0

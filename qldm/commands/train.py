@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import add_config_arguments, resolve_config
+from qldm.commands.common import config_parent, out_parent, progress_parent, resolve_config
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [
+        config_parent(),
+        out_parent(help="run directory (checkpoints, samples, metrics, pipeline)"),
+        progress_parent(),
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--out", required=True, help="run directory (checkpoints, samples, metrics, pipeline)")
     parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its newest checkpoint (its saved config is used; --set may "
         "change train.epochs / train.max_steps)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-samples", action="store_true", help="skip the per-epoch sample grids")
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import add_config_arguments, resolve_config
+from qldm.commands.common import config_parent, out_parent, progress_parent, resolve_config
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [config_parent(), out_parent(help="run directory; the VAE goes to OUT/vae"), progress_parent()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--out", required=True, help="run directory; the VAE goes to OUT/vae")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    """No options of its own: the run config, ``--out`` and ``--no-progress`` come from :func:`parents`."""
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,5 +1,7 @@
-"""``python -m qldm.data [--root DIR] [--split eval|tune|all]``: hair captioner accuracy and confusion."""
+"""``python -m qldm.data [--root DIR] [--split eval|tune|all]``: the same as ``qldm captioner-accuracy``."""
 
-from qldm.data.hair_eval import main
+import sys
 
-raise SystemExit(main())
+from qldm.cli import main
+
+raise SystemExit(main(["captioner-accuracy", *sys.argv[1:]]))

@@ -1,8 +1,7 @@
 """A deterministic pixel captioner for real anime faces: hair colour from the top of the face crop.
 
-The anime-faces-64 captions say nothing about the picture, so content tags must come from the pixels. The face
-crops are tight and centred, so the top ~30% of the image is almost always hair (crown and bangs).
-The captioner
+The anime-faces-64 captions say nothing about the picture, so content tags must come from the pixels. The face crops are
+tight and centred, so the top ~30% of the image is almost always hair (crown and bangs). The captioner
 
 1. takes that band (rows 1..30%, columns 8..92%) at 64x64,
 2. drops pixels within 12 CIELAB units of the skin colour (median of a cheek/nose patch at rows 55-75%,

@@ -1,19 +1,17 @@
 """Accuracy of the pixel hair-colour captioner against hand labels, with a Wilson 95% interval.
 
-``hair_labels.csv`` (project data, next to this file) holds 324 anime-faces-64 images labelled by a person
-looking at upscaled contact sheets: ``file_name`` (relative to the dataset root), ``hair_colour`` (a
-``HAIR_COLORS`` name; ambiguous hair got the nearest palette name), and ``split``. The images were drawn
-from the sorted file list with ``numpy.random.default_rng(20261124).permutation``: the first 216 are
-``eval``, the next 108 ``tune``. The captioner's thresholds were set on ``tune`` only; ``eval`` was scored
-once afterwards.
+``hair_labels.csv`` (project data, next to this file) holds 324 anime-faces-64 images labelled by a person looking
+at upscaled contact sheets: ``file_name`` (relative to the dataset root), ``hair_colour`` (a ``HAIR_COLORS`` name;
+ambiguous hair got the nearest palette name), and ``split``. The images were drawn from the sorted file list with
+``numpy.random.default_rng(20261124).permutation``: the first 216 are ``eval``, the next 108 ``tune``. The
+captioner's thresholds were set on ``tune`` only; ``eval`` was scored once afterwards.
 
-Run ``python -m qldm.data [--root DIR] [--split eval|tune|all]`` to print the accuracy and the confusion
-matrix.
+``qldm captioner-accuracy [--root DIR] [--split eval|tune|all]`` (or ``python -m qldm.data``) prints the accuracy
+and the confusion matrix.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,6 @@ __all__ = [
     "evaluate_captioner",
     "HairEval",
     "format_confusion",
-    "main",
 ]
 
 HAIR_LABELS_PATH = Path(__file__).with_name("hair_labels.csv")
@@ -129,13 +126,3 @@ def format_confusion(result: HairEval) -> str:
         recall = f"{row[i] / row.sum():.2f}" if row.sum() else "  - "
         lines.append(f"{name:>12} " + " ".join(f"{v:>6d}" for v in row) + f"  {recall}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: print the captioner's accuracy and confusion matrix."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None, help="anime-faces-64 folder")
-    parser.add_argument("--split", default="eval", choices=("eval", "tune", "all"))
-    args = parser.parse_args(argv)
-    print(format_confusion(evaluate_captioner(args.root, split=args.split)))
-    return 0

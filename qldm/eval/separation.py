@@ -2,14 +2,12 @@
 
 An untrained network's features mean nothing, so the offline extractor must earn its place: FID between two
 disjoint halves of the same real set (only sampling noise) must be far below FID against degraded copies.
-``python -m qldm.eval.separation --source procedural|anime-faces --n 1000 [--json out.json]`` prints the
-table; ``tests/test_eval_fid.py`` asserts it on both data sets.
+``qldm fid-separation --source procedural|anime-faces --n 1000 [--json out.json]`` (or ``python -m
+qldm.eval.separation``) prints the table; ``tests/test_eval_fid.py`` asserts it on both data sets.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from qldm.eval.features import FeatureExtractor, HandcraftedFeatures
 from qldm.eval.fid import add_noise, compute_fid, gaussian_blur
 from qldm.eval.spectrum import high_frequency_ratio
 
-__all__ = ["separation_table", "load_real_images", "format_separation", "main"]
+__all__ = ["separation_table", "load_real_images", "format_separation"]
 
 
 def load_real_images(source: str, n: int, *, image_size: int, seed: int = 0) -> torch.Tensor:
@@ -86,26 +84,9 @@ def format_separation(rows: list[dict[str, float | str]], label: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: print the separation table and optionally write it as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="procedural", help="procedural | anime-faces | an image folder")
-    parser.add_argument("--n", type=int, default=1000, help="images in all (split in two halves)")
-    parser.add_argument("--image-size", type=int, default=None, help="default 32 (procedural) or 64")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    size = args.image_size or (32 if args.source == "procedural" else 64)
-    images = load_real_images(args.source, args.n, image_size=size, seed=args.seed)
-    extractor = HandcraftedFeatures()
-    rows = separation_table(images, extractor, seed=args.seed)
-    label = f"FID ({extractor.label}) on {args.source} at {size} px"
-    print(format_separation(rows, label))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"label": label, "source": args.source, "rows": rows}, indent=2) + "\n")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from qldm.cli import main
+
+    raise SystemExit(main(["fid-separation", *sys.argv[1:]]))

@@ -66,8 +66,7 @@ class TextEncoder(ModelMixin, ConfigMixin):
         return int(self.model.config.d_model)
 
     def train(self, mode: bool = True) -> TextEncoder:
-        """Switch mode; a frozen encoder stays in eval mode (no dropout in features that are never
-        trained)."""
+        """Switch mode; a frozen encoder stays in eval mode (no dropout in features that are never trained)."""
         super().train(mode)
         if not self.trainable:
             self.model.eval()

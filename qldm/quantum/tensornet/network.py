@@ -16,7 +16,7 @@ simplifications keep it small and generic (they read gate matrices, never gate n
 - **Traced wires close early.** An unobserved wire's ket and bra ends are one index. An ancilla that is
   prepared in ``|+>`` and only ever controls (Yao & Hasegawa, PRA 111, 022426) then becomes one dimension-2
   hyperedge whose two end vectors multiply to ``[1/2, 1/2]``: the classical branch mixture of
-  ``quantum-facts.md``, found, not assumed. Wires observed only through ``I``/``Z`` close the same way and get
+  ``docs/quantum-facts.md``, found, not assumed. Wires observed only through ``I``/``Z`` close the same way and get
   a diagonal slot.
 """
 

@@ -1,45 +1,31 @@
-"""``qldm expressivity``: output spread and input-gradient norms of the Q-FFN against n, and its bond
-dimension."""
+"""``qldm expressivity``: output spread and input-gradient norms of the Q-FFN against n, and its bond dimension."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_arguments", "run"]
+from qldm.commands.common import int_list, out_parent, word_list
 
-VERDICT = (
-    "Bond dimension across a ring cut grows like 4**L and not with n: the Q-FFN at a fixed small depth "
-    "(the original uses L=2) is an O(n) tensor-network contraction per token at any n, so it is classically "
-    "simulable exactly and cannot by itself support a quantum-advantage claim; only depth growing with n "
-    "escapes this."
-)
+__all__ = ["add_arguments", "parents", "run"]
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _words(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def parents() -> list[argparse.ArgumentParser]:
+    return [out_parent(help="JSON; PNGs go next to it", default="expressivity.json")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap)."""
-    parser.add_argument("--qubits", type=_ints, default=[2, 4, 6, 8], help="data qubit counts")
-    parser.add_argument("--ancillas", type=_words, default=["none", "per-qubit"], help="none, per-qubit, shared")
-    parser.add_argument("--readout", type=_words, default=["ring", "local"], help="ring (original) and/or local")
-    parser.add_argument("--layers", type=_ints, default=[2], help="circuit layers")
-    parser.add_argument("--init", type=_words, default=["uniform", "small"], help="uniform and/or small")
+    parser.add_argument("--qubits", type=int_list, default=[2, 4, 6, 8], help="data qubit counts")
+    parser.add_argument("--ancillas", type=word_list, default=["none", "per-qubit"], help="none, per-qubit, shared")
+    parser.add_argument("--readout", type=word_list, default=["ring", "local"], help="ring (original) and/or local")
+    parser.add_argument("--layers", type=int_list, default=[2], help="circuit layers")
+    parser.add_argument("--init", type=word_list, default=["uniform", "small"], help="uniform and/or small")
     parser.add_argument("--inputs", type=int, default=64, help="inputs x ~ N(0,1) per weight draw")
     parser.add_argument("--weight-draws", type=int, default=3)
     parser.add_argument("--max-exact-wires", type=int, default=12, help="statevector up to here, then tensornet")
     parser.add_argument("--sim-qubits", type=int, default=6, help="n for the Schmidt-rank study (2n wires)")
-    parser.add_argument("--sim-layers", type=_ints, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study")
+    parser.add_argument("--sim-layers", type=int_list, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="expressivity.json", help="JSON; PNGs go next to it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from analysis.expressivity import (
+        VERDICT,
         contraction_width,
         plot_sensitivity,
         plot_simulability,
@@ -79,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "schmidt_rank": ranks,
         "contraction_width": widths,
         "verdict": VERDICT,
-        "settings": {k: v for k, v in vars(args).items() if k != "func"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
         "versions": package_versions(),
         "created": utc_now(),
     }

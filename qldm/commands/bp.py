@@ -1,25 +1,23 @@
-"""``qldm bp``: the barren-plateau gradient-variance study (table, JSON, semilog PNG; ``--resume``,
-``--noise``)."""
+"""``qldm bp``: the barren-plateau gradient-variance study (table, JSON, semilog PNG; ``--resume``, ``--noise``)."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_arguments", "run"]
+from qldm.commands.common import backend_name, int_list, out_parent
+
+__all__ = ["add_arguments", "parents", "run"]
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+def parents() -> list[argparse.ArgumentParser]:
+    return [out_parent(help="result JSON; the PNG goes next to it", default="bp_result.json")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap: no heavy imports)."""
     parser.add_argument("--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn")
-    parser.add_argument("--qubits", type=_ints, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
-    parser.add_argument("--layers", type=_ints, default=[5, 50], help="layer counts, e.g. 5,50,500")
+    parser.add_argument("--qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
+    parser.add_argument("--layers", type=int_list, default=[5, 50], help="layer counts, e.g. 5,50,500")
     parser.add_argument("--samples", type=int, default=100, help="random circuits per point")
     parser.add_argument("--observable", default="z0z1", choices=["z0z1", "global", "local"])
     parser.add_argument("--seed", type=int, default=0)
@@ -29,13 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-gb", type=float, default=1.0, help="autograd state budget before shift rule")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     parser.add_argument("--budget-s", type=float, default=None, help="stop starting new points after this time")
-    parser.add_argument("--noise", default=None, help="fake:<FakeName> device noise model (Aer density matrix)")
-    parser.add_argument("--out", default="bp_result.json", help="result JSON; the PNG goes next to it")
+    parser.add_argument(
+        "--noise", default=None, help="aer-noise:<FakeName> or fake:<FakeName>: that device's noise model (Aer)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the points of an existing --out file")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the study; returns the exit status (0; 2 on bad arguments)."""
+    """Run the study; returns 0.
+
+    Raises:
+        ValueError: On an unknown design or noise backend, or a ``--resume`` file run with other settings.
+    """
     from pathlib import Path
 
     from analysis.gradvar import DESIGNS
@@ -46,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     designs = [d.strip() for d in args.design.split(",") if d.strip()]
     bad = [d for d in designs if d not in DESIGNS]
     if bad or not designs:
-        print(f"error: unknown design(s) {bad}; choose from {DESIGNS}")
-        return 2
+        raise ValueError(f"unknown design(s) {bad}; choose from {DESIGNS}")
+    if args.noise:
+        backend_name(args.noise, kinds=("aer-noise", "fake"))
     settings = {
         "designs": designs,
         "qubits": args.qubits,
@@ -65,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and out.exists():
         result = StudyResult.load(out)
         if result.settings.get("observable") != args.observable or result.settings.get("noise") != args.noise:
-            print(f"error: {out} was run with other observable/noise settings; use another --out")
-            return 2
+            raise ValueError(f"{out} was run with other observable/noise settings; use another --out")
         result.settings = {**result.settings, **settings}
     else:
         result = StudyResult(settings=settings)
