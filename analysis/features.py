@@ -172,8 +172,8 @@ def feature_study(model: torch.nn.Module, *, timestep: int = 500, seed: int = 0)
     from analysis.gradflow import synthetic_latents
 
     torch.manual_seed(seed)
-    latent = synthetic_latents(1, size=model.config.sample_size, channels=model.config.in_channels, seed=seed)
-    text = torch.randn(1, 4, model.config.cross_attention_dim)
+    latent = synthetic_latents(1, size=model.config.sample_size, channels=model.model_config.latent_channels, seed=seed)
+    text = torch.randn(1, 4, model.model_config.cross_attention_dim)
     blocks = feature_maps(model, latent, timestep, text)
     record = {
         "timestep": timestep,
