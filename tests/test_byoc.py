@@ -410,3 +410,14 @@ def test_tensornet_says_when_a_circuit_is_too_entangled():
         QuantumLayer.from_circuit(
             qc, weight_params=qc.parameters, executor=TensorNetworkExecutor(max_chunk_elements=1000)
         )
+
+
+@pytest.mark.slow
+def test_tutorial_classifier_trains_identically():
+    from analysis.estimatorqnn import loss_table, train_both
+
+    traces = train_both(num_samples=8, max_iter=3)
+    ref, fast = traces["torchconnector"].losses, traces["fast"].losses
+    assert len(ref) == len(fast) >= 3
+    np.testing.assert_allclose(fast, ref, atol=1e-5, rtol=0)  # TorchConnector steps float32 weights
+    assert "largest loss difference" in loss_table(traces)
