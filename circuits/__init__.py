@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from circuits.barren import BP_ANCILLA_MODES, BP_OBSERVABLES, bp_circuit
-from circuits.io import draw, to_qasm3, to_qpy
+from circuits.custom import spec_from_circuit, spec_from_qnn
+from circuits.io import draw, from_qpy, to_qasm3, to_qpy
 from circuits.qffn import ANCILLA_MODES, READOUTS, qffn_circuit, z_observable
 from circuits.spec import CircuitSpec
 
@@ -16,6 +17,9 @@ __all__ = [
     "build_spec",
     "z_observable",
     "to_qpy",
+    "from_qpy",
+    "spec_from_circuit",
+    "spec_from_qnn",
     "to_qasm3",
     "draw",
     "ANCILLA_MODES",

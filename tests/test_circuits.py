@@ -4,16 +4,18 @@ structure."""
 from __future__ import annotations
 
 import io
+import json
 
 import matplotlib
 import numpy as np
 import pytest
 import torch
+from conftest import reference_expectations
 from qiskit import QuantumCircuit, qpy
 from qiskit.circuit import Parameter
-from qiskit.quantum_info import SparsePauliOp, Statevector
+from qiskit.quantum_info import Operator, SparsePauliOp, Statevector
 
-from circuits import bp_circuit, build_spec, draw, qffn_circuit, to_qasm3, to_qpy
+from circuits import bp_circuit, build_spec, draw, from_qpy, qffn_circuit, spec_from_circuit, to_qasm3, to_qpy
 from circuits.spec import CircuitSpec
 from qldm.quantum.statevector import StatevectorExecutor
 
@@ -83,6 +85,75 @@ def test_qpy_and_qasm3_round_trip(tmp_path):
     buf = io.BytesIO()
     qpy.dump(spec.circuit, buf)
     assert buf.tell() > 0
+
+
+def _assert_equal_specs(a: CircuitSpec, b: CircuitSpec) -> None:
+    assert b.fingerprint() == a.fingerprint()
+    assert b.circuit == a.circuit
+    assert (b.input_params, b.weight_params) == (a.input_params, a.weight_params)
+    assert all(x.equiv(y) for x, y in zip(a.observables, b.observables)) and len(a.observables) == len(b.observables)
+    assert (b.data_qubits, b.ancilla_qubits, b.name) == (a.data_qubits, a.ancilla_qubits, a.name)
+    assert json.loads(json.dumps(dict(b.metadata))) == json.loads(json.dumps(dict(a.metadata)))
+
+
+def _custom_spec() -> CircuitSpec:
+    from qiskit.circuit.library import efficient_su2, zz_feature_map
+
+    fm, an = zz_feature_map(3, reps=1), efficient_su2(3, reps=1)
+    obs = [SparsePauliOp.from_list([("XYZ", 0.5), ("IZX", -1.25)]), SparsePauliOp("ZII")]
+    return spec_from_circuit(fm.compose(an), input_params=fm.parameters, weight_params=an.parameters, observables=obs)
+
+
+@pytest.mark.parametrize("which", ["qffn", "bp", "custom"])
+def test_qpy_carries_the_spec(tmp_path, which):
+    spec = {
+        "qffn": lambda: qffn_circuit(3),
+        "bp": lambda: bp_circuit(3, 2, ancillas="per-qubit", seed=4),
+        "custom": _custom_spec,
+    }[which]()
+    loaded = from_qpy(to_qpy(spec, tmp_path / "c.qpy"))
+    _assert_equal_specs(spec, loaded)
+    x, w = (
+        np.random.default_rng(1).uniform(-1, 1, (2, spec.num_inputs)),
+        np.random.default_rng(2).uniform(size=spec.num_weights),
+    )
+    np.testing.assert_allclose(reference_expectations(loaded, x, w), reference_expectations(spec, x, w), atol=1e-12)
+    plain = tmp_path / "plain.qpy"
+    with plain.open("wb") as fh:
+        qpy.dump(spec.circuit, fh)
+    with pytest.raises(ValueError, match="carries no 'qldm_spec'"):
+        from_qpy(plain)
+
+
+def _loaded_values(text: str, values: dict[str, float]) -> QuantumCircuit:
+    from qiskit import qasm3
+
+    loaded = qasm3.loads(text)
+    return loaded.assign_parameters({p: values[p.name] for p in loaded.parameters})
+
+
+@pytest.mark.parametrize("which", ["qffn", "custom"])
+def test_qasm3_loads_back_equivalent(which):
+    """qffn encodes through atan, which qasm3.loads cannot resolve: its inputs are bound on the way out; the
+    library circuit (arithmetic encodings only) loads back with its inputs still free."""
+    spec = qffn_circuit(3) if which == "qffn" else _custom_spec()
+    rng = np.random.default_rng(5)
+    x, w = rng.uniform(-1, 1, spec.num_inputs), rng.uniform(-np.pi, np.pi, spec.num_weights)
+    names = {p: "_" + p.name.replace("[", "_").replace("]", "_") for p in spec.input_params + spec.weight_params}
+    bound = spec.bind(x, w)
+    text = to_qasm3(spec, inputs=x)  # features bound through the encoding, weights stay inputs
+    assert "atan" not in text and "input float[64] _x_0_" not in text
+    circuit = _loaded_values(text, {names[p]: v for p, v in zip(spec.weight_params, w)})
+    np.testing.assert_allclose(Operator(circuit).data, Operator(bound).data, atol=1e-10)
+    if which == "custom":  # no function calls: loads back with every parameter free
+        values = {names[p]: v for p, v in zip(spec.input_params + spec.weight_params, [*x, *w])}
+        circuit = _loaded_values(to_qasm3(spec), values)
+        np.testing.assert_allclose(Operator(circuit).data, Operator(bound).data, atol=1e-10)
+    else:
+        with pytest.raises(Exception, match="cannot be resolved"):
+            _loaded_values(to_qasm3(spec), {})
+    with pytest.raises(ValueError, match="finite values"):
+        to_qasm3(spec, inputs=[0.1])
 
 
 def test_draw_returns_figure(tmp_path):

@@ -13,6 +13,7 @@ NAMES = [
     "signal_and_simulability.ipynb",
     "feature_maps_and_gradient_flow.ipynb",
     "hardware_noise.ipynb",
+    "your_estimatorqnn.ipynb",
 ]
 
 

@@ -76,7 +76,8 @@ class QuantumLayer(nn.Module):
             ValueError: If the last dimension is not ``spec.num_inputs`` or ``x`` holds NaN/inf (the program checks).
         """
         lead = x.shape[:-1]
-        flat = x.reshape(-1, x.shape[-1] if x.dim() else 1)  # (B, n_in)
+        # explicit B (not -1) so that circuits without inputs (n_in = 0) reshape too
+        flat = x.reshape(lead.numel(), x.shape[-1] if x.dim() else 1)  # (B, n_in)
         # complex simulation stays in full precision, outside any autocast region
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.program(flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat, self.weight)
@@ -84,3 +85,85 @@ class QuantumLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"spec={self.spec.name}, executor={self.executor!r}"
+
+    # ------------------------------------------------------------------ bring your own circuit
+    @classmethod
+    def from_circuit(
+        cls,
+        circuit,
+        *,
+        input_params=None,
+        weight_params=None,
+        observables=None,
+        input_gradients: bool = False,
+        executor: Executor | None = None,
+        initial_weights=None,
+    ) -> QuantumLayer:
+        """The fast exact layer of any circuit, a drop-in for ``TorchConnector(EstimatorQNN(...))``.
+
+        Keywords and defaults are ``EstimatorQNN``'s (observables ``None``: ``Z`` on every qubit; ``input_gradients``
+        ``False``: no gradient reaches the inputs) and shapes are ``TorchConnector``'s: ``(..., n_in) -> (..., n_out)``,
+        ``(n_in,) -> (n_out,)``; ``None`` is the empty input of a circuit without inputs and a scalar is one feature.
+        The circuit is lowered by :func:`circuits.custom.spec_from_circuit`.
+
+        Args:
+            circuit: Any ``QuantumCircuit`` (library classes, composite gates, final measurements allowed).
+            input_params: Parameters fed by the input features, in feature order (``None``: no inputs).
+            weight_params: Trainable parameters, in the order of ``weight`` (``None``: no weights).
+            observables: ``None``, one ``SparsePauliOp`` (or anything it converts), or a sequence of them.
+            input_gradients: Whether gradients flow to the inputs, as in ``EstimatorQNN``.
+            executor: An exact executor instance; ``None`` gives a float64 ``StatevectorExecutor``, so results
+                match the float64 reference estimator and small circuits cost little.
+            initial_weights: Shape ``(num_weights,)``, as ``TorchConnector``'s; ``None`` uses ``init="uniform"``.
+
+        Raises:
+            ValueError: On an instruction that cannot be simulated (named), undeclared circuit parameters,
+                observables of the wrong width or initial weights of the wrong shape.
+        """
+        from circuits.custom import spec_from_circuit
+
+        spec = spec_from_circuit(
+            circuit, input_params=input_params, weight_params=weight_params, observables=observables
+        )
+        return cls._estimator_layer(spec, input_gradients, executor, initial_weights)
+
+    @classmethod
+    def from_qnn(cls, qnn, *, executor: Executor | None = None, initial_weights=None) -> QuantumLayer:
+        """The fast exact layer equivalent to an existing ``EstimatorQNN`` (its circuit, parameters, observables and
+        ``input_gradients``); see :meth:`from_circuit` for the conventions. Copy ``TorchConnector(qnn).weight``
+        into ``initial_weights`` to continue from its weights.
+
+        Raises:
+            ValueError: If ``qnn`` is not an ``EstimatorQNN``, or as :meth:`from_circuit`.
+        """
+        from circuits.custom import spec_from_qnn
+
+        return cls._estimator_layer(spec_from_qnn(qnn), qnn.input_gradients, executor, initial_weights)
+
+    @classmethod
+    def _estimator_layer(cls, spec, input_gradients, executor, initial_weights) -> QuantumLayer:
+        if executor is None:
+            from qldm.quantum.statevector import StatevectorExecutor
+
+            executor = StatevectorExecutor(dtype=torch.float64)
+        layer = cls(spec, executor=executor)
+        w = layer.weight.detach() if initial_weights is None else torch.as_tensor(initial_weights).detach()
+        if w.shape != (spec.num_weights,):
+            raise ValueError(f"initial_weights need shape ({spec.num_weights},), got {tuple(w.shape)}")
+        # weights in the executor's precision, so float64 layers are float64 end to end
+        layer.weight = nn.Parameter(w.to(getattr(executor, "dtype", torch.float32)).clone())
+        layer.input_gradients = bool(input_gradients)
+        layer.register_forward_pre_hook(cls._estimatorqnn_inputs)
+        return layer
+
+    @staticmethod
+    def _estimatorqnn_inputs(module: QuantumLayer, args: tuple) -> tuple:
+        """Forward pre-hook: ``TorchConnector``'s input conventions (``None`` input, ``input_gradients``)."""
+        x = args[0] if args else None
+        if x is None:
+            x = module.weight.new_zeros(0)  # (0,): TorchConnector's input for a circuit without inputs
+        if x.dim() == 0:
+            x = x.reshape(1)  # a scalar is one feature, as EstimatorQNN reads it
+        if not module.input_gradients:
+            x = x.detach()
+        return (x, *args[1:])

@@ -96,12 +96,22 @@ class TensorNetworkExecutor(Executor):
     def compile(self, spec: CircuitSpec) -> TensorNetworkProgram:
         """Compile the spec, build its network and plan the contraction (once).
 
+        The path is planned for this circuit's own network; a circuit whose single token exceeds
+        ``max_chunk_elements`` under that path is refused rather than run out of memory.
+
         Raises:
             UnsupportedInstructionError: If the circuit holds an instruction that is not a unitary gate.
+            ValueError: If even one token's contraction exceeds ``max_chunk_elements`` (too entangled).
         """
         compiled = compile_spec(spec)
         network = build_network(compiled)
         plan = plan_contraction(network, self.optimize)
+        if plan.stored > self.max_chunk_elements:
+            raise ValueError(
+                f"{spec.name}: too entangled for the tensor network: one token keeps {plan.stored:.1e} elements "
+                f"(largest {plan.largest:.1e}) > max_chunk_elements {self.max_chunk_elements:.1e}; "
+                "try optimize='random-greedy-128' (slow to plan) or the 'statevector' executor"
+            )
         return TensorNetworkProgram(compiled, network, plan, self)
 
 
