@@ -1,0 +1,72 @@
+"""Inference-time ablations of the quantum branch (qldm/eval/ablation.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qldm.eval.ablation import ablate, paired_bootstrap_fid, paired_t
+from qldm.qffn import QFFNConfig, QuantumFeedForward
+from qldm.quantum import StatevectorExecutor
+
+F64 = torch.float64
+
+
+def _qffn() -> QuantumFeedForward:
+    torch.manual_seed(0)
+    cfg = QFFNConfig(n_qubits=3, gate_init=0.7)
+    return QuantumFeedForward(8, config=cfg, executor=StatevectorExecutor(dtype=F64)).double().eval()
+
+
+def test_lambda0_removes_exactly_the_quantum_contribution_and_restores_the_gate():
+    m = _qffn()
+    x = torch.randn(2, 5, 8, dtype=F64)
+    with torch.no_grad():
+        full = m(x)
+        contribution = m.gate * m.post(m.quantum(m.pre(x)))  # (2, 5, 8)
+        with ablate(m, "lambda0") as n:
+            ablated = m(x)
+        after = m(x)
+    assert n == 1
+    torch.testing.assert_close(full - ablated, contribution, rtol=0, atol=1e-12)
+    assert contribution.abs().max() > 1e-3  # the check is not vacuous
+    torch.testing.assert_close(after, full, rtol=0, atol=0)
+    assert float(m.gate) == pytest.approx(0.7)
+
+
+def test_mean_and_shuffle_act_within_each_image():
+    m = _qffn()
+    x = torch.randn(2, 6, 8, dtype=F64)
+    with torch.no_grad():
+        q = m.quantum(m.pre(x))  # (2, 6, 3)
+        seen = {}
+        for mode in ("mean", "shuffle"):
+            with ablate(m, mode, seed=1):  # hooks run in order: this one sees the ablated output
+                hook = m.quantum.register_forward_hook(lambda _m, _i, out, mode=mode: seen.__setitem__(mode, out))
+                m(x)
+                hook.remove()
+    torch.testing.assert_close(seen["mean"], q.mean(dim=1, keepdim=True).expand_as(q))
+    for b in range(2):  # a permutation of the same image's token outputs
+        got = sorted(map(tuple, seen["shuffle"][b].tolist()))
+        assert got == sorted(map(tuple, q[b].tolist()))
+    assert not torch.equal(seen["shuffle"], q)
+
+
+def test_ablate_refuses_unknown_mode_and_models_without_a_circuit():
+    with pytest.raises(ValueError, match="unknown ablation"), ablate(_qffn(), "bogus"):
+        pass
+    with pytest.raises(ValueError, match="no Q-FFN"), ablate(torch.nn.Linear(2, 2), "lambda0"):
+        pass
+
+
+def test_paired_statistics():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=200)
+    d = paired_t(base, base + 0.5 + 0.01 * rng.normal(size=200))
+    assert d.ci_low < 0.5 < d.ci_high and d.ci_high - d.ci_low < 0.01
+    ref = rng.normal(size=(300, 4))
+    same = paired_bootstrap_fid(ref, ref[:100], ref[:100], draws=50)
+    assert same.delta == 0 and same.ci_low == 0 and same.ci_high == 0
+    shifted = paired_bootstrap_fid(ref, ref[:100], ref[:100] + 1.0, draws=50)
+    assert shifted.delta > 3 and shifted.ci_low > 0
