@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_resume_check:
         # the VAE and the latents must come from disk, not be recomputed
         again = train(result.cfg, run_dir, resume=True, show_progress=False, export=False)
-        info = json.loads((run_dir / "timings.json").read_text())
+        info = json.loads((run_dir / "timings.json").read_text())["calls"][-1]
         report["resume_check"] = {"timings_s": again.timings, "latent_cache": info["latent_cache"]}
         rows["resume s"] = again.timings
     _table(f"{args.preset} stage wall times (s), load {load[0][0]:.2f} -> {load[1][0]:.2f}", rows)

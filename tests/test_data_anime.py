@@ -116,8 +116,9 @@ def test_tiny_real_face_run_end_to_end_and_resume_reuses_stage_one(tmp_path):
     assert result.steps == 3 and result.skipped_steps == 0
     assert set(result.timings) >= {"data", "vae", "latents", "denoiser", "sampling", "total"}
     assert result.timings["denoiser_steps"] == 3
-    info = json.loads((run / "timings.json").read_text())
-    assert info["latent_cache"] == "computed" and info["timings_s"] == result.timings
+    info = json.loads((run / "timings.json").read_text())["calls"]
+    assert len(info) == 1 and info[0]["latent_cache"] == "computed" and info[0]["timings_s"] == result.timings
+    assert info[0]["cpu_s"] == result.cpu_timings
     assert (run / "vae" / "latent_scale.txt").is_file() and result.pipeline_dir is not None
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("vae_loss" in r for r in records)
@@ -128,10 +129,11 @@ def test_tiny_real_face_run_end_to_end_and_resume_reuses_stage_one(tmp_path):
     vae_mtime = (run / "vae" / "config.json").stat().st_mtime_ns
     again = train(result.cfg, run, resume=True, show_progress=False, export=False)
     assert again.steps == 3 and again.timings["denoiser_steps"] == 0
-    assert json.loads((run / "timings.json").read_text())["latent_cache"] == "reused"
+    calls = json.loads((run / "timings.json").read_text())["calls"]
+    assert [c["latent_cache"] for c in calls] == ["computed", "reused"] and calls[1]["resumed"]
     assert (run / "vae" / "config.json").stat().st_mtime_ns == vae_mtime
     # a second run on the first run's VAE reuses its latent cache too
     second = apply_overrides(result.cfg, [f"train.vae_pretrained={run / 'vae'}", "train.max_steps=1"])
     train(second, tmp_path / "second", show_progress=False, export=False, samples=False)
-    assert json.loads((tmp_path / "second" / "timings.json").read_text())["latent_cache"] == "reused"
+    assert json.loads((tmp_path / "second" / "timings.json").read_text())["calls"][0]["latent_cache"] == "reused"
     assert not (tmp_path / "second" / "cache").exists()

@@ -12,7 +12,7 @@ Run directory layout (``run_dir``)::
     metrics.jsonl, tb/       per-step loss/lr/grad-norm/gates, skipped steps; TensorBoard events
     samples/epoch-XXX.png    EMA sample grid per epoch (fixed prompts and seeds)
     evolution.png, loss.png, gates.png
-    timings.json             wall seconds of each stage of the latest call (data, vae, latents, ...)
+    timings.json             wall and CPU seconds of each stage (data, vae, latents, ...), one entry per call
     pipeline/                final QLDMPipeline with EMA weights (save_pretrained) + run_config.json
 
 Determinism: the batch order of epoch e is a permutation drawn from ``seed`` and ``e`` alone, the diffusion
@@ -401,5 +401,7 @@ def train(
     if main:
         info = {"timings_s": timings, "cpu_s": cpu, "latent_cache": "reused" if cache_reused else "computed"}
         info.update(resumed=resume, threads=torch.get_num_threads(), load_avg=os.getloadavg())
-        (run_dir / "timings.json").write_text(json.dumps(info, indent=2) + "\n")
+        path = run_dir / "timings.json"  # one entry per call: a resume appends, a fresh run starts the list
+        calls = json.loads(path.read_text())["calls"] if resume and path.is_file() else []
+        path.write_text(json.dumps({"calls": [*calls, info]}, indent=2) + "\n")
     return TrainResult(run_dir, cfg, step, last_loss, skipped, out, timings, cpu)
