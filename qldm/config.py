@@ -87,6 +87,7 @@ class TrainConfig:
     vae_batch_size: int = 32
     vae_kl_weight: float = 1e-6
     vae_pretrained: str = ""
+    vae_crop: int = 0  # train the (fully convolutional) VAE on random crops of this side; 0 = whole images
 
 
 @dataclass(frozen=True)

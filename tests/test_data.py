@@ -23,6 +23,7 @@ from qldm.data import (
     build_dataset,
     collate,
     hair_mask,
+    holdout_names,
     judge_hair_colour,
     make_caption,
     parse_prompt,
@@ -254,3 +255,37 @@ def test_captioner_names_flat_palette_hair():
         assert captioner(img) == (f"anime face, {name} hair", {"hair_color": name})
     with warnings.catch_warnings(), pytest.raises(ValueError, match="uint8"):
         captioner(np.zeros((8, 8), np.float32))
+
+
+# ---------------------------------------------------------------- held-out split
+
+
+def test_holdout_names_depend_on_names_only():
+    names = [f"images/{i}.jpg" for i in range(50)]
+    held = holdout_names(names, 7)
+    assert len(held) == 7 and held <= set(names)
+    assert holdout_names(list(reversed(names)), 7) == held  # order of the listing does not matter
+    assert holdout_names(names, 7) == held  # deterministic
+    assert holdout_names(names, 100) == set(names)
+    with pytest.raises(ValueError, match="holdout size"):
+        holdout_names(names, -1)
+
+
+def test_imagefolder_select_and_dataset_id(tmp_path):
+    for name in ("a", "b", "c"):
+        _save(tmp_path / f"{name}.png", fmt="PNG")
+    every = ImageFolderDataset(tmp_path, image_size=8)
+    some = ImageFolderDataset(tmp_path, image_size=8, select=lambda n: n != "b.png", name="train")
+    assert some.file_names == ["a.png", "c.png"]
+    assert len({every.dataset_id, some.dataset_id, ImageFolderDataset(tmp_path, image_size=4).dataset_id}) == 3
+    with pytest.raises(ValueError, match="passes the selection 'none'"):
+        ImageFolderDataset(tmp_path, image_size=8, select=lambda n: False, name="none")
+
+
+def test_split_is_for_anime_faces_only(tmp_path):
+    _save(tmp_path / "a.png", fmt="PNG")
+    with pytest.raises(ValueError, match="split must be one of"):
+        build_dataset("procedural", image_size=16, limit=4, split="test")
+    for source in ("procedural", str(tmp_path)):
+        with pytest.raises(ValueError, match="only source='anime-faces' has a held-out split"):
+            build_dataset(source, image_size=16, limit=4, split="holdout")

@@ -12,6 +12,7 @@ listed in ``dataset.skipped``, and the run goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -30,10 +31,16 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "center_crop_resize",
     "default_anime_faces_path",
+    "HOLDOUT_SIZE",
+    "SPLITS",
+    "holdout_names",
+    "list_image_names",
 ]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 ANIME_FACES_ENV = "QLDM_ANIME_FACES"
+HOLDOUT_SIZE = 1000  # held-out real faces: never trained on, the reference set of every evaluation
+SPLITS: tuple[str, ...] = ("train", "holdout", "all")
 
 Captioner = Callable[[Image.Image], tuple[str, dict[str, Any]]]
 
@@ -91,6 +98,38 @@ def _list_entries(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
     return entries
 
 
+def list_image_names(root: str | os.PathLike[str]) -> list[str]:
+    """Relative file names of every image listed in ``root`` (metadata order, or sorted for Kaggle layouts).
+
+    Raises:
+        ValueError: If ``metadata.jsonl`` is malformed.
+    """
+    return [name for name, _, _ in _list_entries(Path(root))]
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+def holdout_names(names: list[str] | tuple[str, ...], size: int = HOLDOUT_SIZE) -> frozenset[str]:
+    """The held-out split: the ``size`` file names with the smallest SHA-256 of the name.
+
+    It depends on the names alone (not on their order, the image content or any seed), so every run, evaluation
+    and machine picks the same files, and adding images to the folder moves a file into the split only if its
+    hash is smaller than an existing one's.
+
+    Args:
+        names: Every file name of the data set.
+        size: How many to hold out (all of them if there are fewer).
+
+    Raises:
+        ValueError: If ``size`` is negative.
+    """
+    if size < 0:
+        raise ValueError(f"holdout size must be >= 0, got {size}")
+    return frozenset(sorted(set(names), key=_name_hash)[:size])
+
+
 class ImageFolderDataset(Dataset):
     """Images and captions from a folder, centre-cropped and resized.
 
@@ -100,11 +139,16 @@ class ImageFolderDataset(Dataset):
         captioner: Optional callable ``PIL image -> (caption, attributes)``, e.g. :class:`HairColorCaptioner`;
             when given, it replaces the folder's captions and its attributes are merged into each item's.
         limit: Keep at most this many readable images (in file order), for quick runs.
+        select: Optional predicate on the relative file name; only files it accepts are read (``limit`` counts
+            accepted files). :func:`qldm.data.build_dataset` uses it for the train / holdout split.
+        name: Label of this selection in :attr:`dataset_id` (e.g. the split).
 
     Attributes:
         root: The folder.
         skipped: Relative names of files that could not be decoded (they are not in the dataset).
         file_names: Relative names of the images in the dataset, in item order.
+        dataset_id: A string that changes whenever the content or order of the items does (the latent cache
+            key): the folder, image size, selection name, count and a hash of the file names.
 
     Items are ``{"pixel_values": float (3, S, S) in [-1, 1], "text": str, "attributes": dict}``.
 
@@ -119,6 +163,8 @@ class ImageFolderDataset(Dataset):
         image_size: int,
         captioner: Captioner | None = None,
         limit: int | None = None,
+        select: Callable[[str], bool] | None = None,
+        name: str = "all",
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -127,7 +173,12 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"image_size must be >= 1, got {image_size}")
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        selection = name  # the loop below reuses ``name`` for file names
         entries = _list_entries(self.root)
+        if entries and select is not None:
+            entries = [e for e in entries if select(e[0])]
+            if not entries:
+                raise ValueError(f"no image in {str(self.root)!r} passes the selection {name!r}")
         if not entries:
             raise ValueError(
                 f"no images found in {str(self.root)!r} (expected metadata.jsonl or files with extensions "
@@ -171,6 +222,8 @@ class ImageFolderDataset(Dataset):
                 stacklevel=2,
             )
         self.images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
+        names_hash = hashlib.sha256("\n".join(self.file_names).encode("utf-8")).hexdigest()[:16]
+        self.dataset_id = f"{self.root.resolve()}|{self.image_size}|{selection}|{len(self.file_names)}|{names_hash}"
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -138,8 +138,7 @@ def parse_prompt(prompt: str) -> dict[str, str]:
         prompt: Free text such as ``"anime face, blue hair, twintails, red eyes"``.
 
     Returns:
-        Dict with any of ``hair_color``, ``hair_style``, ``eye_color``, ``background``; unnamed ones are
-        absent.
+        Dict with any of ``hair_color``, ``hair_style``, ``eye_color``, ``background``; unnamed ones are absent.
     """
     text = prompt.lower()
     out: dict[str, str] = {}

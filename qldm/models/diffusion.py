@@ -33,8 +33,7 @@ def _process(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def make_train_scheduler(cfg: ModelConfig) -> DDPMScheduler:
-    """The DDPM process the model is trained on (``add_noise``/``get_velocity``); latents are never
-    clipped."""
+    """The DDPM process the model is trained on (``add_noise``/``get_velocity``); latents are never clipped."""
     return DDPMScheduler(**_process(cfg), clip_sample=False)
 
 

@@ -43,9 +43,8 @@ def norm_groups(channels: Sequence[int], cap: int = 32) -> int:
 def build_vae(cfg: ModelConfig) -> AutoencoderKL:
     """Build the ``tiny`` autoencoder from config, or load a pretrained one from a local path or hub id.
 
-    A folder that holds a ``vae/`` subfolder (a whole Stable Diffusion checkpoint) is read from that
-    subfolder. ``cfg.latent_scale`` is written into the VAE config's ``scaling_factor`` so a saved pipeline
-    carries it.
+    A folder that holds a ``vae/`` subfolder (a whole Stable Diffusion checkpoint) is read from that subfolder.
+    ``cfg.latent_scale`` is written into the VAE config's ``scaling_factor``, so a saved pipeline carries it.
 
     Raises:
         ValueError: If a pretrained VAE's level count or latent channels disagree with ``cfg``.
@@ -89,8 +88,7 @@ def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> 
 def measure_latent_scale(
     vae: AutoencoderKL, images: torch.Tensor | Iterable[torch.Tensor], *, batch_size: int = 32
 ) -> float:
-    """``1 / std`` of the unscaled latents (posterior means) over ``images``, so scaled latents have unit
-    variance.
+    """``1 / std`` of the unscaled latents (posterior means) over ``images``: scaled latents have unit variance.
 
     This is how Stable Diffusion's 0.18215 was derived (Rombach et al. 2022, sec. 3.3 / appendix), here
     measured on our own data and VAE and stored in ``ModelConfig.latent_scale`` rather than hard-coded.
@@ -144,8 +142,7 @@ def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, scale: float) -> t
     return x.clamp(-1, 1)
 
 
-# ------------------------------------------------------------------------------------------------ latent
-# cache
+# ------------------------------------------------------------------------------------------ latent cache
 @dataclass(frozen=True)
 class CachedLatents:
     """Posterior statistics of a data set, in data-set order, *unscaled* (the scale is applied on use).
@@ -170,8 +167,11 @@ class CachedLatents:
         sample: bool = False,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Scaled latents ``(n, c, h, w)`` of the items ``index`` (all by default): the mean or a posterior
-        draw."""
+        """Scaled latents ``(n, c, h, w)`` of the items ``index`` (all by default).
+
+        Args:
+            sample: Draw from the posterior instead of returning its mean.
+        """
         idx = slice(None) if index is None else index
         mean, std = self.mean[idx], self.std[idx]
         if sample:
@@ -195,8 +195,14 @@ def _image_of(item: Any) -> torch.Tensor:
 
 
 def vae_fingerprint(vae: AutoencoderKL) -> str:
-    """SHA-256 over the VAE's config and every weight's bytes."""
-    h = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
+    """SHA-256 over the VAE's architecture config and every weight's bytes.
+
+    Bookkeeping keys (``_name_or_path``, ``_diffusers_version``, ... that ``from_pretrained`` adds) and
+    ``scaling_factor`` (cached latents are unscaled) are left out, so the VAE a run trained and the same VAE
+    reloaded from disk on resume, or by a second run, share one key.
+    """
+    arch = {k: v for k, v in dict(vae.config).items() if not k.startswith("_") and k != "scaling_factor"}
+    h = hashlib.sha256(json.dumps(arch, sort_keys=True, default=str).encode())
     for name, tensor in sorted(vae.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

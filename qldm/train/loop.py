@@ -1,15 +1,18 @@
-"""Stage 2: the latent-diffusion training loop (HF Accelerate, AdamW groups, cosine warm-up, EMA, atomic
-resume).
+"""Stage 2: the latent-diffusion training loop.
+
+HF Accelerate, three AdamW groups, cosine warm-up, EMA, atomic checkpoints and exact resume.
 
 Run directory layout (``run_dir``)::
 
     run_config.json          the config, updated with the measured latent scale
     vae/                     stage-1 VAE (save_pretrained) + latent_scale.txt
-    cache/                   latents of the data set (LatentCache)
+    cache/                   latents of the data set (LatentCache); a run whose ``train.vae_pretrained`` is another
+                             run's ``vae/`` folder reads and writes that run's ``cache/`` instead
     checkpoints/step-XXXXXXXX/   unet.safetensors, ema.safetensors, run_config.json, state.pt (atomic)
     metrics.jsonl, tb/       per-step loss/lr/grad-norm/gates, skipped steps; TensorBoard events
     samples/epoch-XXX.png    EMA sample grid per epoch (fixed prompts and seeds)
     evolution.png, loss.png, gates.png
+    timings.json             wall and CPU seconds of each stage (data, vae, latents, ...), one entry per call
     pipeline/                final QLDMPipeline with EMA weights (save_pretrained) + run_config.json
 
 Determinism: the batch order of epoch e is a permutation drawn from ``seed`` and ``e`` alone, the diffusion
@@ -19,10 +22,14 @@ too. A run resumed from any checkpoint therefore replays exactly the steps an un
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
+import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +63,21 @@ from qldm.train.progress import (
 )
 from qldm.train.vae import load_or_train_vae
 
-__all__ = ["TrainResult", "train", "build_optimizer", "epoch_order"]
+__all__ = ["TrainResult", "train", "build_optimizer", "epoch_order", "resolve_precision", "latent_cache_dir"]
+
+STAGES: tuple[str, ...] = ("data", "vae", "latents", "text", "denoiser", "sampling", "checkpoints", "export")
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a finished (or stopped) run produced."""
+    """What a finished (or stopped) run produced.
+
+    Attributes:
+        timings: Wall seconds per stage of this call (keys :data:`STAGES`; ``denoiser`` is the optimisation steps
+            alone), plus ``total`` and ``denoiser_steps`` (steps taken in this call). Also in ``timings.json``.
+        cpu_timings: The same stages in CPU seconds of this process (all threads), which a busy machine inflates far
+            less than wall time.
+    """
 
     run_dir: Path
     cfg: RunConfig
@@ -69,6 +85,36 @@ class TrainResult:
     last_loss: float
     skipped_steps: int
     pipeline_dir: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_precision(cfg: RunConfig, *, cuda: bool) -> RunConfig:
+    """The config a run actually trains with: fp16 needs CUDA, so without it training falls back to fp32.
+
+    The fallback is explicit: a warning says so, and the returned config (saved with the run) records
+    ``mixed_precision="no"``, so a CPU result is never mistaken for an fp16 one. bf16 is kept: it runs on CPU.
+    """
+    if cfg.train.mixed_precision != "fp16" or cuda:
+        return cfg
+    warnings.warn(
+        "train.mixed_precision='fp16' needs CUDA; no GPU found, so this run trains in fp32 (mixed_precision='no')",
+        UserWarning,
+        stacklevel=2,
+    )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, mixed_precision="no"))
+
+
+def latent_cache_dir(cfg: RunConfig, run_dir: Path) -> Path:
+    """Where a run's latent cache lives: its own ``cache/``, or that of the run whose stage-1 VAE it reuses.
+
+    Entries are keyed by the VAE's weights and the data set, so sharing the folder never returns stale latents;
+    a control or ablation trained on ``train.vae_pretrained=RUN/vae`` then skips encoding the data set again.
+    """
+    pre = Path(cfg.train.vae_pretrained) if cfg.train.vae_pretrained else None
+    if pre is not None and pre.name == "vae" and (pre.parent / "run_config.json").is_file():
+        return pre.parent / "cache"
+    return run_dir / "cache"
 
 
 def build_optimizer(unet, cfg: RunConfig) -> torch.optim.AdamW:
@@ -181,23 +227,40 @@ def train(
         raise ValueError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
     if cfg.model.train_text_encoder:
         raise ValueError("model.train_text_encoder=True is not supported by this trainer (caption states are cached)")
+    cfg = resolve_precision(cfg, cuda=torch.cuda.is_available())
     t = cfg.train
     accelerator = Accelerator(mixed_precision=t.mixed_precision)
     main = accelerator.is_main_process
     run_dir.mkdir(parents=True, exist_ok=True)
+    timings, cpu = dict.fromkeys(STAGES, 0.0), dict.fromkeys(STAGES, 0.0)
+    clock = (time.perf_counter(), time.process_time())
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = (time.perf_counter(), time.process_time())
+        timings[stage] += now[0] - clock[0]
+        cpu[stage] += now[1] - clock[1]
+        clock = now
 
     # ---- data and frozen encoders (stage 1 when needed)
     dataset = load_dataset(cfg.data)
+    lap("data")
     # on resume keep every record for now; truncated to the checkpoint's step once that is known
     logger = MetricsLogger(run_dir, tensorboard=main, resume_step=2**62 if resume else None) if main else None
     log = logger.log if logger else None
     vae, cfg = load_or_train_vae(cfg, dataset, run_dir, show_progress=show_progress and main, log=log)
     save_config(cfg, run_dir / "run_config.json")
-    latents, texts = cache_latents(vae, dataset, cfg, run_dir / "cache")  # (N, C, h, w), N captions
+    lap("vae")
+    cache_dir = latent_cache_dir(cfg, run_dir)
+    cached_before = set(cache_dir.glob("latents-*.safetensors"))
+    latents, texts = cache_latents(vae, dataset, cfg, cache_dir)  # (N, C, h, w), N captions
+    cache_reused = not (set(cache_dir.glob("latents-*.safetensors")) - cached_before)
+    lap("latents")
     torch.manual_seed(t.seed)  # model init depends only on the seed
     text_encoder = build_text_encoder(cfg.model)
     hidden, mask = encode_texts(text_encoder, texts)  # (N, L, D), (N, L)
     empty_hidden, empty_mask = text_encoder.empty(1)  # (1, L0, D): the same embedding sampling uses for CFG
+    lap("text")
 
     unet = build_unet(cfg)
     optimizer = build_optimizer(unet, cfg)
@@ -242,6 +305,8 @@ def train(
 
     bar = tqdm(total=total, initial=pos.step, desc=f"train {cfg.name}", disable=not (show_progress and main))
     last_loss, skipped, step = float("nan"), 0, pos.step
+    first_step = step
+    lap("denoiser")  # model build, optimizer and resume belong to the denoiser stage
     unet.train()
     for epoch in range(pos.epoch, t.epochs):
         order = epoch_order(n, t.seed, epoch)
@@ -296,9 +361,12 @@ def train(
                 log(record)
             pos = Position(step=step, epoch=epoch, batch=b + 1)
             if t.checkpoint_every and step % t.checkpoint_every == 0:
+                lap("denoiser")
                 checkpoint(pos)
+                lap("checkpoints")
             if on_step is not None:
                 on_step(pos, last_loss)
+        lap("denoiser")
         if not complete:  # max_steps reached mid-epoch
             break
         pos = Position(step=step, epoch=epoch + 1, batch=0)
@@ -307,7 +375,9 @@ def train(
                 cfg, pipe_parts, raw, ema, run_dir / "samples" / f"epoch-{epoch + 1:03d}.png"
             )
             evolution_figure(grids, run_dir / "evolution.png")
+            lap("sampling")
         checkpoint(pos)
+        lap("checkpoints")
         if step >= total:
             break
     bar.close()
@@ -315,6 +385,7 @@ def train(
     if done is None or done.name != f"step-{step:08d}":
         checkpoint(pos)
     accelerator.wait_for_everyone()
+    lap("checkpoints")
     out = None
     if main:
         records = read_metrics(run_dir / "metrics.jsonl")
@@ -323,4 +394,14 @@ def train(
         if export:
             out = _export(cfg, pipe_parts, raw, ema, run_dir)
         logger.close()
-    return TrainResult(run_dir, cfg, step, last_loss, skipped, out)
+    lap("export")
+    timings, cpu = ({k: round(v, 3) for k, v in d.items()} for d in (timings, cpu))
+    timings.update(total=round(sum(timings.values()), 3), denoiser_steps=step - first_step)
+    cpu.update(total=round(sum(cpu.values()), 3), denoiser_steps=step - first_step)
+    if main:
+        info = {"timings_s": timings, "cpu_s": cpu, "latent_cache": "reused" if cache_reused else "computed"}
+        info.update(resumed=resume, threads=torch.get_num_threads(), load_avg=os.getloadavg())
+        path = run_dir / "timings.json"  # one entry per call: a resume appends, a fresh run starts the list
+        calls = json.loads(path.read_text())["calls"] if resume and path.is_file() else []
+        path.write_text(json.dumps({"calls": [*calls, info]}, indent=2) + "\n")
+    return TrainResult(run_dir, cfg, step, last_loss, skipped, out, timings, cpu)

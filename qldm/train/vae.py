@@ -18,12 +18,33 @@ from tqdm.auto import tqdm
 from qldm.config import RunConfig
 from qldm.models import build_vae, measure_latent_scale
 
-__all__ = ["train_vae", "load_or_train_vae"]
+__all__ = ["train_vae", "load_or_train_vae", "random_crops"]
 
 
 def _pixels(dataset) -> torch.Tensor:
     """Stack all images of a (small, in-memory) dataset: ``(N, 3, H, W)`` in [-1, 1]."""
     return torch.stack([dataset[i]["pixel_values"] for i in range(len(dataset))])
+
+
+def _check_crop(cfg: RunConfig) -> int:
+    """The VAE training crop side (0 = whole images). Raises ValueError if the VAE cannot be trained on it."""
+    crop, size, factor = cfg.train.vae_crop, cfg.data.image_size, cfg.model.vae_scale_factor
+    if crop == 0:
+        return 0
+    if not 0 < crop <= size or crop % factor:
+        raise ValueError(
+            f"train.vae_crop={crop} must be 0 (whole images) or a multiple of the VAE's downsampling {factor} "
+            f"no larger than data.image_size={size}"
+        )
+    return crop
+
+
+def random_crops(x: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """One random ``side x side`` window per image: ``(B, C, H, W) -> (B, C, side, side)``."""
+    b, _, h, w = x.shape
+    top = torch.randint(0, h - side + 1, (b,), generator=generator).tolist()
+    left = torch.randint(0, w - side + 1, (b,), generator=generator).tolist()
+    return torch.stack([img[:, i : i + side, j : j + side] for img, i, j in zip(x, top, left)])
 
 
 def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
@@ -35,6 +56,10 @@ def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
     (~1e-6, Rombach et al. 2022) the posterior collapses towards its mean anyway, and early sampling noise
     (std ~1) only slows a short run.
 
+    With ``train.vae_crop`` set, every step sees one random window of that side per image instead of the whole
+    image. The autoencoder is convolutional (its one attention layer works on any grid), so it is used on whole
+    images afterwards; a step then costs about ``(crop / image_size) ** 2`` of a whole-image step.
+
     Args:
         cfg: Run config (model.vae selects the architecture; train.vae_* the optimisation).
         dataset: Items with ``pixel_values`` ``(3, H, W)`` in [-1, 1].
@@ -43,8 +68,12 @@ def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
 
     Returns:
         ``(vae, latent_scale)``: the trained ``AutoencoderKL`` in eval mode and the measured scale.
+
+    Raises:
+        ValueError: If ``train.vae_crop`` does not fit the image size and the VAE's downsampling.
     """
     t = cfg.train
+    crop = _check_crop(cfg)
     torch.manual_seed(t.seed)
     vae = build_vae(cfg.model)
     vae.train()
@@ -64,6 +93,8 @@ def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
         running = 0.0
         for b in range(steps_per_epoch):
             x = pixels[perm[b * t.vae_batch_size : (b + 1) * t.vae_batch_size]]  # (B, 3, H, W)
+            if crop:
+                x = random_crops(x, crop, gen)  # (B, 3, crop, crop)
             post = vae.encode(x).latent_dist
             z = post.mean  # (B, C, h, w)
             rec = vae.decode(z).sample  # (B, 3, H, W)
@@ -115,6 +146,8 @@ def load_or_train_vae(
         os.replace(tmp, vae_dir)
     vae.eval().requires_grad_(False)
     scale_file = vae_dir / "latent_scale.txt"
+    if not scale_file.is_file() and cfg.train.vae_pretrained:
+        scale_file = Path(cfg.train.vae_pretrained) / "latent_scale.txt"  # another run's stage 1: its own scale
     if scale_file.is_file():
         scale = float(scale_file.read_text())
     else:  # pretrained VAE: measure on this data set, once
