@@ -91,9 +91,9 @@ MICRO_REAL = [
     "model.text_layers=1",
     "model.text_heads=2",
     "model.quantum_blocks=bottleneck",
-    "model.n_qubits=16",
-    "model.ancillas=per-qubit",
-    "model.quantum_executor=tensornet",
+    "model.qffn.n_qubits=16",
+    "model.qffn.ancillas=per-qubit",
+    "model.qffn.executor=tensornet",
     "train.vae_crop=32",
     "train.vae_epochs=1",
     "train.vae_batch_size=8",
@@ -110,7 +110,7 @@ def test_tiny_real_face_run_end_to_end_and_resume_reuses_stage_one(tmp_path):
     from qldm.train import train
 
     cfg = apply_overrides(make_preset("anime64"), MICRO_REAL)
-    assert cfg.model.num_wires == 32
+    assert cfg.model.qffn.spec().num_qubits == 32
     run = tmp_path / "run"
     result = train(cfg, run, show_progress=False)
     assert result.steps == 3 and result.skipped_steps == 0
