@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-vae": ("qldm.commands.train_vae", "train a small VAE on a data set (stage 1)"),
     "sample": ("qldm.commands.sample", "generate images from prompts"),
     "evaluate": ("qldm.commands.evaluate", "FID, spectra and prompt-attribute accuracy"),
+    "ablate": ("qldm.commands.ablate", "does a trained model use Q? inference-time ablations with paired intervals"),
     "circuit": ("qldm.commands.circuit", "build a circuit spec and export/draw it"),
     "hardware": ("qldm.commands.hardware", "IBM backends: plan, transpile report, emulator checks"),
     "bp": ("qldm.commands.bp", "barren-plateau gradient-variance study"),

@@ -130,7 +130,8 @@ def paired_bootstrap_fid(
     Args:
         reference: Reference features ``(R, D)``.
         base, other: Features ``(N, D)`` of the two image sets, row i of each made from the same prompt and noise.
-        draws: Bootstrap resamples of the image indices (the same indices for both sets).
+        draws: Bootstrap resamples of the image indices (the same indices for both sets). Resamples too degenerate
+            for the matrix square root are dropped; with fewer than half left the interval is NaN.
         seed: Seed of the resampling.
 
     Raises:
@@ -150,6 +151,11 @@ def paired_bootstrap_fid(
     boots = []
     for _ in range(draws):
         idx = rng.integers(0, len(base), len(base))
-        boots.append(fid(other[idx]) - fid(base[idx]))
+        try:
+            boots.append(fid(other[idx]) - fid(base[idx]))
+        except ValueError:  # a resample too degenerate for sqrtm (tiny sets): it carries no information
+            continue
+    if len(boots) < draws // 2:
+        return PairedDelta(float(delta), math.nan, math.nan, int(len(base)))
     low, high = np.percentile(boots, [2.5, 97.5])
     return PairedDelta(float(delta), float(low), float(high), int(len(base)))

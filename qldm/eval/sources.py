@@ -20,6 +20,7 @@ from PIL import Image
 __all__ = [
     "CONTROL_LABELS",
     "run_label",
+    "load_run",
     "evaluation_prompts",
     "reference_images",
     "save_image_set",
@@ -86,9 +87,9 @@ def reference_images(source: str, prompts: list[str], *, image_size: int, seed: 
     """Real images ``(n, 3, S, S)`` in [-1, 1] to compare generated ones with.
 
     Procedural data: faces rendered with exactly the prompted hair colour and style (eyes, skin and background
-    drawn at random from ``seed``), so FID compares like with like. Other sources: ``n`` images of the folder
-    (``"anime-faces"`` = the shared real faces) from a seeded permutation; their hair colours follow the data,
-    not the prompts.
+    drawn at random from ``seed``), so FID compares like with like. ``"anime-faces"``: ``n`` of the 1,000 held-out
+    shared real faces that training never sees (``split="holdout"``), from a seeded permutation. Other folders: ``n``
+    of their images. Real faces' hair colours follow the data, not the prompts.
 
     Raises:
         ValueError: On a missing folder or fewer images than prompts.
@@ -113,14 +114,20 @@ def reference_images(source: str, prompts: list[str], *, image_size: int, seed: 
                 }
             )
         return render_faces(attrs, image_size, seed=seed).float() / 127.5 - 1.0
-    from qldm.data import ImageFolderDataset, default_anime_faces_path
+    if str(source) == "anime-faces":
+        from qldm.data import build_dataset
 
-    root = default_anime_faces_path() if str(source) == "anime-faces" else Path(source)
-    if not root.is_dir():
-        raise ValueError(f"real image folder {str(root)!r} not found")
-    ds = ImageFolderDataset(root, image_size=image_size, limit=max(4 * n, 2000))
+        # the held-out split: faces no run ever trains on, so FID measures generalisation, not recall
+        ds = build_dataset("anime-faces", image_size=image_size, split="holdout")
+    else:
+        from qldm.data import ImageFolderDataset
+
+        root = Path(source)
+        if not root.is_dir():
+            raise ValueError(f"real image folder {str(root)!r} not found")
+        ds = ImageFolderDataset(root, image_size=image_size, limit=max(4 * n, 2000))
     if len(ds) < n:
-        raise ValueError(f"{root} has {len(ds)} images, fewer than the {n} needed")
+        raise ValueError(f"{source} has {len(ds)} reference images, fewer than the {n} needed")
     idx = rng.permutation(len(ds))[:n]
     return torch.stack([ds[int(i)]["pixel_values"] for i in idx])
 
@@ -201,3 +208,22 @@ def sample_images(
         ).images  # (b, 3, H, W) in [0, 1]
         out.append(torch.as_tensor(batch).float().cpu() * 2.0 - 1.0)
     return torch.cat(out)
+
+
+def load_run(path: str | Path) -> tuple[Any, Any]:
+    """``(pipeline, RunConfig)`` of a run folder (``RUN/pipeline``) or of a pipeline folder itself.
+
+    Raises:
+        FileNotFoundError: If the folder holds no exported pipeline.
+    """
+    from qldm.config import load_config
+    from qldm.models import QLDMPipeline
+
+    path = Path(path)
+    pipe_dir = path if (path / "model_index.json").is_file() else path / "pipeline"
+    if not (pipe_dir / "model_index.json").is_file():
+        raise FileNotFoundError(f"{path} has no pipeline/model_index.json (is the run finished?)")
+    cfg = load_config(pipe_dir if (pipe_dir / "run_config.json").is_file() else path)
+    pipe = QLDMPipeline.from_pretrained(pipe_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, cfg
