@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ENCODERS = {
-    "tiny-t5": [],
+    "tiny-t5": ["--set", "model.text_encoder=tiny", "--set", "model.text_dim=64"],
     "minilm": ["--set", "model.text_encoder=minilm", "--set", "model.text_dim=384"],
 }
 KEYS = (

@@ -156,3 +156,12 @@ def test_pretrained_vae_stays_frozen_unless_fine_tuning_is_asked_for(pretrained_
 def test_vae_finetune_needs_a_pretrained_vae():
     with pytest.raises(ValueError, match="vae_finetune=True needs a pretrained vae"):
         micro_model(vae_finetune=True).validate()
+
+
+def test_tiny_preset_uses_minilm_when_installed_and_micro_keeps_the_tiny_t5():
+    from qldm.config import make_preset
+
+    tiny = make_preset("tiny").model.validate()
+    assert (tiny.text_encoder, tiny.text_dim) == (("minilm", 384) if _HAS_MINILM else ("tiny", 64))
+    assert make_preset("micro").model.text_encoder == "tiny"
+    assert make_preset("paper").model.text_encoder == "tiny"  # T5 (random offline) stays the mission's encoder

@@ -245,7 +245,8 @@ class QLDMPipeline(DiffusionPipeline):
 
     def _latent_shape(self, batch: int, height: int | None, width: int | None) -> tuple[int, int, int, int]:
         """``(B, c, h, w)`` of the latents for images of ``height x width`` pixels (default the trained size)."""
-        height, width = height or self.trained_size, width or self.trained_size
+        height = self.trained_size if height is None else height
+        width = self.trained_size if width is None else width
         factor = self.vae_scale_factor * 2 ** (len(self.unet.model_config.unet_block_channels) - 1)
         if height < 1 or width < 1 or height % factor or width % factor:
             raise ValueError(
