@@ -154,3 +154,113 @@ def test_pipeline_save_load_round_trip(pipe, tmp_path):
     assert back.unet.circuit_metadata() == pipe.unet.circuit_metadata()
     assert back.vae.config.scaling_factor == pipe.vae.config.scaling_factor
     assert torch.equal(back(PROMPTS, generator=torch.Generator().manual_seed(2), **kw).images, ref)
+
+
+_FRESH_LOAD = """
+import sys, torch
+from diffusers import DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+out = pipe(["blue hair", "red hair, short"], num_inference_steps=3, output_type="pt",
+           generator=torch.Generator().manual_seed(2)).images
+torch.save({"cls": f"{type(pipe).__module__}.{type(pipe).__name__}", "images": out}, sys.argv[2])
+"""
+
+
+def test_generic_diffusion_pipeline_loads_a_saved_pipeline_in_a_fresh_process(pipe, tmp_path):
+    """A diffusers user needs no QLDM class name: ``DiffusionPipeline.from_pretrained`` finds it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kw = {"num_inference_steps": 3, "output_type": "pt"}
+    ref = pipe(PROMPTS, generator=torch.Generator().manual_seed(2), **kw).images
+    pipe.save_pretrained(tmp_path / "pipe")
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["_class_name"] == ["qldm_pipeline", "QLDMPipeline"]
+    assert index["unet"] == ["qldm.models.unet", "QLDMUNet"]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),  # diffusers copies the folder's module file there
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", _FRESH_LOAD, str(tmp_path / "pipe"), str(tmp_path / "out.pt")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = torch.load(tmp_path / "out.pt")
+    assert got["cls"] == "qldm.models.pipeline.QLDMPipeline"
+    assert torch.equal(got["images"], ref)
+
+
+def test_pipeline_loader_refuses_a_changed_module_file(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    (tmp_path / "qldm_pipeline.py").write_text("import os\nfrom qldm.models.pipeline import QLDMPipeline\n")
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        QLDMPipeline.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="trust_remote_code"):  # diffusers' own guard
+        from diffusers import DiffusionPipeline
+
+        DiffusionPipeline.from_pretrained(tmp_path)
+
+
+def test_pipeline_call_accepts_the_usual_diffusers_keywords(pipe):
+    gen = torch.Generator().manual_seed(3)
+    base = pipe(PROMPTS, num_inference_steps=2, generator=gen, output_type="pt").images
+    # an empty negative prompt is exactly the training's unconditional embedding
+    same = pipe(
+        PROMPTS, negative_prompt="", num_inference_steps=2, generator=torch.Generator().manual_seed(3),
+        output_type="pt",
+    ).images  # fmt: skip
+    assert torch.equal(same, base)
+    neg = pipe(
+        PROMPTS, negative_prompt=["green hair", "blonde hair"], num_inference_steps=2,
+        generator=torch.Generator().manual_seed(3), output_type="pt",
+    ).images  # fmt: skip
+    assert neg.shape == base.shape and not torch.equal(neg, base)
+    with pytest.raises(ValueError, match="negative prompts"):
+        pipe(PROMPTS, negative_prompt=["a", "b", "c"], num_inference_steps=1)
+
+    # height / width: the trained size by default, other multiples of the downsampling, else an error naming it
+    assert pipe.trained_size == 16
+    square = pipe("blue hair", height=16, width=16, num_inference_steps=1, output_type="pt").images
+    tall = pipe("blue hair", height=32, width=16, num_inference_steps=1, output_type="np").images
+    assert square.shape == (1, 3, 16, 16) and tall.shape == (1, 32, 16, 3)
+    with pytest.raises(ValueError, match="trained at 16x16"):
+        pipe("blue hair", height=18, num_inference_steps=1)  # micro: VAE x2, U-Net x2, so multiples of 4
+
+    # one generator per image reproduces the images of single generators
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    pair = pipe("blue hair", num_images_per_prompt=2, generator=gens, num_inference_steps=2, output_type="pt").images
+    one = pipe("blue hair", generator=torch.Generator().manual_seed(6), num_inference_steps=2, output_type="pt").images
+    assert pair.shape == (2, 3, 16, 16) and torch.allclose(pair[1], one[0], atol=1e-6)
+    with pytest.raises(ValueError, match="3 generators for 2 images"):
+        pipe(PROMPTS, generator=[torch.Generator()] * 3, num_inference_steps=1)
+
+    # callback_on_step_end sees and may replace the latents; return_dict=False gives a tuple
+    seen = []
+
+    def on_end(p, i, t, tensors):
+        seen.append((i, int(t), tuple(tensors["latents"].shape)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if i == 1 else {}
+
+    (lat,) = pipe(PROMPTS, num_inference_steps=2, output_type="latent", callback_on_step_end=on_end, return_dict=False)
+    assert [s[0] for s in seen] == [0, 1] and seen[0][2] == (2, 4, 8, 8) and not lat.any()
+    with pytest.raises(ValueError, match="not among"):
+        pipe(PROMPTS, num_inference_steps=1, callback_on_step_end=on_end, callback_on_step_end_tensor_inputs=["x"])
+
+    def stop(p, i, t, tensors):
+        p._interrupt = True  # diffusers' convention for ending a run early
+        return {}
+
+    counted = []
+    pipe(PROMPTS, num_inference_steps=3, output_type="latent", callback_on_step_end=stop,
+         on_step_begin=lambda i, t: counted.append(i))  # fmt: skip
+    assert counted == [0] and pipe.num_timesteps == 3
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    given = pipe(PROMPTS, latents=latents, num_inference_steps=2, output_type="pt").images
+    assert torch.equal(given, base)  # seed 3's noise passed in as latents

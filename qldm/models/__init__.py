@@ -8,8 +8,9 @@ from qldm.models.diffusion import (
     make_sample_scheduler,
     make_train_scheduler,
 )
+from qldm.models.hybridize import hybridize_unet, parameter_groups, transformer_block_names
 from qldm.models.pipeline import QLDMPipeline, build_pipeline
-from qldm.models.text import TextEncoder, build_text_encoder
+from qldm.models.text import TextEncoder, build_text_encoder, check_tokenizer, minilm_path
 from qldm.models.unet import CircuitMismatchError, FeedForward, QLDMUNet, build_unet, check_circuit_compatible
 from qldm.models.vae import (
     CachedLatents,
@@ -33,11 +34,16 @@ __all__ = [
     "vae_fingerprint",
     "TextEncoder",
     "build_text_encoder",
+    "check_tokenizer",
+    "minilm_path",
     "QLDMUNet",
     "FeedForward",
     "build_unet",
     "check_circuit_compatible",
     "CircuitMismatchError",
+    "hybridize_unet",
+    "transformer_block_names",
+    "parameter_groups",
     "make_train_scheduler",
     "make_sample_scheduler",
     "diffusion_loss",

@@ -27,11 +27,14 @@ class ModelConfig:
         vae: ``"tiny"`` (an ``AutoencoderKL`` built from ``vae_block_channels``) or a local path / hub id of a
             pretrained one. For a pretrained VAE, ``vae_block_channels`` must have as many entries as its levels (it
             fixes the downsampling factor) and ``latent_channels`` must match; ``build_vae`` checks both.
+        vae_finetune: Default False: a pretrained ``vae`` stays frozen (stage 1 only measures ``latent_scale``).
+            True fine-tunes it on the data in stage 1 first; the ``tiny`` VAE is always trained.
         latent_scale: Multiplier that brings latents to unit standard deviation, measured on the data with
             ``measure_latent_scale`` (Stable Diffusion's 0.18215 was found the same way) and stored here.
-        text_encoder: ``"tiny"`` (a small ``T5EncoderModel`` from ``T5Config`` with the file-free ByT5 tokenizer) or a
-            path / hub id (e.g. ``google-t5/t5-small``), loaded with ``AutoTokenizer``. ``text_dim`` must equal the
-            encoder's hidden size; it is the U-Net's cross-attention width.
+        text_encoder: ``"tiny"`` (a small ``T5EncoderModel`` from ``T5Config`` with the file-free ByT5 tokenizer),
+            ``"minilm"`` (the pretrained all-MiniLM-L6-v2 from the ``minilm`` extra, ``text_dim=384``) or a path / hub
+            id (e.g. ``google-t5/t5-small``), loaded with ``AutoTokenizer``, whose tokenizer files must be present.
+            ``text_dim`` must equal the encoder's hidden size; it is the U-Net's cross-attention width.
         train_text_encoder: Default False. The tiny encoder is then a fixed, seeded random feature map of the caption
             bytes (saved with the pipeline); the U-Net's cross-attention learns to read it, and captions can be encoded
             once and cached. Pretrained encoders are always frozen (``validate`` refuses True).
@@ -56,6 +59,7 @@ class ModelConfig:
     image_size: int = 32
     image_channels: int = 3
     vae: str = "tiny"
+    vae_finetune: bool = False
     vae_block_channels: tuple[int, ...] = (32, 64)
     vae_layers_per_block: int = 1
     latent_channels: int = 4
@@ -167,6 +171,14 @@ class ModelConfig:
                 raise ValueError(
                     f"unet_block_channels entry {ch} is not divisible by attention_head_dim={self.attention_head_dim}"
                 )
+        if self.vae_finetune and self.vae == "tiny":
+            raise ValueError(
+                "vae_finetune=True needs a pretrained vae (a path or hub id); the tiny VAE is always trained"
+            )
+        if self.text_encoder == "minilm" and self.text_dim != 384:
+            raise ValueError(
+                f"text_encoder='minilm' gives 384-wide tokens, but text_dim={self.text_dim}; set text_dim=384"
+            )
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim={self.text_dim} is not divisible by text_heads={self.text_heads}")
         if self.train_text_encoder and self.text_encoder != "tiny":

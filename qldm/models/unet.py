@@ -1,13 +1,14 @@
 """The denoiser: a diffusers ``UNet2DConditionModel`` whose transformer feed-forward layers are Q-FFNs.
 
-The U-Net is built from diffusers blocks (``CrossAttnDownBlock2D``, ``UNetMidBlock2DCrossAttn``,
-``CrossAttnUpBlock2D`` hold the SpatialTransformers: 1x1 proj_in, self-attention, cross-attention to the
-text, FFN, proj_out, as in Rombach et al. 2022). Afterwards every ``BasicTransformerBlock.ff`` is replaced:
-by a ``QuantumFeedForward`` in the chosen blocks, and by the same classical FFN without the quantum branch
-elsewhere, so the ``none`` control differs from the quantum model by exactly the quantum branch. Because the
-replaced blocks are not what ``UNet2DConditionModel.from_pretrained`` would rebuild, the whole model is its
-own config-registered class: its ``config.json`` holds the whole ``ModelConfig`` (the Q-FFN config nested), from
-which ``QLDMUNet.from_pretrained`` rebuilds the Q-FFNs before it loads the safetensors weights.
+The U-Net is built from diffusers blocks (``CrossAttnDownBlock2D``, ``UNetMidBlock2DCrossAttn``, ``CrossAttnUpBlock2D``
+hold the SpatialTransformers: 1x1 proj_in, self-attention, cross-attention to the text, FFN, proj_out, as in Rombach
+et al. 2022). Afterwards every ``BasicTransformerBlock.ff`` is replaced: by a ``QuantumFeedForward`` in the chosen
+blocks, and by the same classical FFN without the quantum branch elsewhere, so the ``none`` control differs from the
+quantum model by exactly the quantum branch. Because the replaced blocks are not what
+``UNet2DConditionModel.from_pretrained`` would rebuild, the whole model is its own config-registered class: its
+``config.json`` holds the whole ``ModelConfig`` (the Q-FFN config nested), from which ``QLDMUNet.from_pretrained``
+rebuilds the Q-FFNs before it loads the safetensors weights. To make another diffusers U-Net hybrid, see
+:func:`~qldm.models.hybridize.hybridize_unet`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
 from qldm.models.config import ModelConfig, QFFNConfig
+from qldm.models.hybridize import parameter_groups
 from qldm.models.vae import norm_groups
 from qldm.qffn import QuantumFeedForward
 from qldm.quantum.executor import Executor
@@ -204,16 +206,7 @@ class QLDMUNet(ModelMixin, ConfigMixin):
 
         Every parameter appears in exactly one group (the original trained them at 5e-4, 1e-6 and 1e-4).
         """
-        quantum: list[nn.Parameter] = []
-        gate: list[nn.Parameter] = []
-        for _, m in self.quantum_modules():
-            for part in (m.pre, m.quantum, m.post):
-                quantum.extend(part.parameters())
-            if isinstance(m.gate, nn.Parameter):
-                gate.append(m.gate)
-        taken = {id(p) for p in quantum + gate}
-        classical = [p for p in self.parameters() if id(p) not in taken]
-        return {"classical": classical, "quantum": quantum, "gate": gate}
+        return parameter_groups(self)
 
     def circuit_metadata(self) -> dict[str, Any]:
         """``ModelConfig.circuit_metadata`` with the fingerprint of the circuit actually built and the block count."""

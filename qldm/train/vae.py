@@ -122,7 +122,8 @@ def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
 def load_or_train_vae(
     cfg: RunConfig, dataset, run_dir: str | os.PathLike, *, show_progress: bool = True, log=None
 ) -> tuple[object, RunConfig]:
-    """Stage 1 of a run: reuse ``run_dir/vae`` if present, else load ``train.vae_pretrained``, else train one.
+    """Stage 1 of a run: reuse ``run_dir/vae``, else load ``train.vae_pretrained`` or a frozen pretrained ``model.vae``
+    (``model.vae_finetune=True`` trains it instead), else train one.
 
     The trained VAE is saved with ``save_pretrained`` into a temporary folder renamed to ``run_dir/vae``
     (atomic), and the measured scale is written into the returned config's ``model.latent_scale``.
@@ -138,6 +139,8 @@ def load_or_train_vae(
         vae = AutoencoderKL.from_pretrained(vae_dir)
     elif cfg.train.vae_pretrained:
         vae = AutoencoderKL.from_pretrained(cfg.train.vae_pretrained)
+    elif cfg.model.vae != "tiny" and not cfg.model.vae_finetune:  # a pretrained model.vae stays frozen
+        vae = build_vae(cfg.model)
     else:
         vae, scale = train_vae(cfg, dataset, show_progress=show_progress, log=log)
         tmp = vae_dir.with_name(".tmp-vae")
