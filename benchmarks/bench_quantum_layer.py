@@ -14,7 +14,11 @@ loses only that cell. Per cell the child
    (compilation, lazy initialisation); the faster one sizes the batch, ``clamp(target_s / s_per_token)``;
 2. times the forward under ``torch.no_grad`` (inference) and the forward+backward (``sum().backward()``, with
    gradients to inputs and weights as inside the Q-FFN), ``--repeats`` times each, and reports the median;
-3. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through
+3. estimates the real floating-point operations per token of the forward+backward from the executor's plan (tensor
+   network: 3x the planned forward contraction, 4 real flops per complex one; statevector: per matrix step ``8 d``
+   real flops per amplitude, 3 passes for the adjoint) and divides the achieved rate by a complex64 matmul rate measured
+   in the same child: the fraction of the arithmetic roofline;
+4. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through
    ``/proc/self/clear_refs`` just before the phase) minus the resident set at that moment. The measure is the
    same for every executor, whether memory comes from torch's allocator, Aer's C++ simulator or numpy
    (``tracemalloc`` would miss the first two). Memory that an allocator cached in an earlier phase and reuses
@@ -89,6 +93,35 @@ def _peak_delta(timed, tokens: int, repeats: int) -> tuple[float, float, str]:
     return seconds, max(peak - before, 0.0), "ru_maxrss (upper bound)"
 
 
+def _matmul_gflops(threads: int) -> float:
+    """Best-of-3 complex64 matmul rate (real GFLOP/s, 8 per complex multiply-add) on ``threads`` threads."""
+    import torch
+
+    a = torch.randn(512, 512, dtype=torch.complex64)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        a @ a
+        best = max(best, 8 * 512**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _flops_per_token(program) -> float | None:
+    """Real flops of one token's forward+backward from the program's own plan, or None where it has none."""
+    plan = getattr(program, "plan", None)
+    if plan is not None and hasattr(plan, "flops"):
+        return 3 * 4 * float(plan.flops)  # forward, environments/backward ~ 3 contractions; complex = 4 real
+    engine = getattr(program, "engine", None)
+    steps = getattr(getattr(engine, "plan", None), "steps", None)
+    if steps is None:
+        return None
+    total = 0.0
+    for step in steps:
+        if hasattr(step, "targets"):  # a matrix step on the control-is-1 slice: d complex MACs per amplitude
+            total += 8 * 2 ** len(step.targets) * 2 ** (engine.n - len(step.controls))
+    return 3 * total  # forward, then un-apply state and co-state (the reduced matrices cost about the same)
+
+
 def _run_cell(cfg: dict) -> dict:
     """Measure one (executor, n) cell. Runs inside the child process."""
     import torch
@@ -131,7 +164,12 @@ def _run_cell(cfg: dict) -> dict:
         tokens = min(cfg["max_tokens"], tokens * 2)
     t_fwd, mem_fwd, how = _peak_delta(fwd, tokens, cfg["repeats"])
     t_fb, mem_fb, _ = _peak_delta(fwd_bwd, tokens, cfg["repeats"])
+    flops = _flops_per_token(getattr(layer, "program", None))
+    peak = _matmul_gflops(cfg["threads"])
     return {
+        "flops_per_token": flops,
+        "matmul_gflops": peak,
+        "roofline_fraction": None if flops is None else tokens / t_fb * flops / 1e9 / peak,
         "status": "ok",
         "tokens": tokens,
         "fwd_tokens_per_s": tokens / t_fwd,
@@ -221,9 +259,17 @@ def _fmt(v: float | None) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
+def _add_ratios(rows: list[dict]) -> float | None:
+    """Each row's forward+backward tokens/s over the n = 4 statevector's in this run (``ratio_sv4``)."""
+    ref = next((r.get("fwd_bwd_tokens_per_s") for r in rows if r["executor"] == "statevector" and r["n"] == 4), None)
+    for r in rows:
+        r["ratio_sv4"] = r["fwd_bwd_tokens_per_s"] / ref if ref and r.get("fwd_bwd_tokens_per_s") else None
+    return ref
+
+
 def _print_table(rows: list[dict]) -> None:
     head = f"{'executor':<12} {'n':>3} {'wires':>5} {'tokens':>6} {'fwd tok/s':>10} {'fwd+bwd tok/s':>13} "
-    head += f"{'fwd MiB':>8} {'f+b MiB':>8}  note"
+    head += f"{'/sv n=4':>7} {'roof':>5} {'fwd MiB':>8} {'f+b MiB':>8}  note"
     print(head)
     print("-" * (len(head) + 20))
     for r in rows:
@@ -231,6 +277,7 @@ def _print_table(rows: list[dict]) -> None:
         print(
             f"{r['executor']:<12} {r['n']:>3} {r['wires']:>5} {r.get('tokens', '-')!s:>6} "
             f"{_fmt(r.get('fwd_tokens_per_s')):>10} {_fmt(r.get('fwd_bwd_tokens_per_s')):>13} "
+            f"{_fmt(r.get('ratio_sv4')):>7} {_fmt(r.get('roofline_fraction')):>5} "
             f"{_fmt(r.get('fwd_peak_mib')):>8} {_fmt(r.get('fwd_bwd_peak_mib')):>8}  {note}"
         )
 
@@ -307,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 stop_note = f"not run: {row['status']} at n={n}"
 
     print()
+    _add_ratios(rows)  # the targets are ratios: absolute figures differ between machines and with load
     _print_table(rows)
     ratios = _ratios(rows)
     print(f"\nratio at n=4 (fwd+bwd tokens/s, exact torch / Aer): {ratios}")
