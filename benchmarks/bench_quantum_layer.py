@@ -5,6 +5,8 @@ Usage::
     python benchmarks/bench_quantum_layer.py                 # full run: n = 4, 8, 12, 16, 32
     python benchmarks/bench_quantum_layer.py --quick         # smoke run: n = 4, 8, few tokens
     python benchmarks/bench_quantum_layer.py --executors statevector aer-qnn --n 4
+    python benchmarks/bench_quantum_layer.py --executors statevector tensornet --n 4 8 16 \
+        --tokens 4096 --skip statevector:8                   # issue 13: batches of 4,096, ratios to n = 4
 
 Circuit: ``qffn_circuit(n, n_layers=2, ancillas="per-qubit", readout="ring")`` (2n wires). Each (executor, n)
 cell runs in a fresh child process, so that its memory is its own and a crash, a timeout or a memory blow-up
@@ -151,6 +153,9 @@ def _run_cell(cfg: dict) -> dict:
         layer(x).sum().backward()
         return time.perf_counter() - t
 
+    if cfg.get("tokens"):  # a fixed batch (issue 13 sizes the targets at 4,096 tokens)
+        fwd_bwd(cfg["tokens"])
+        return _measure(cfg, layer, fwd, fwd_bwd, cfg["tokens"])
     warm_tokens = cfg["min_tokens"]
     t_warm = fwd_bwd(warm_tokens)
     t_warm = min(t_warm, fwd_bwd(warm_tokens))  # the first call also pays one-off costs
@@ -162,6 +167,11 @@ def _run_cell(cfg: dict) -> dict:
     # batch while a call stays well under the target, so every executor is timed at a batch it is built for.
     while tokens < cfg["max_tokens"] and fwd_bwd(tokens) < cfg["target_s"] / 4:
         tokens = min(cfg["max_tokens"], tokens * 2)
+    return _measure(cfg, layer, fwd, fwd_bwd, tokens)
+
+
+def _measure(cfg: dict, layer, fwd, fwd_bwd, tokens: int) -> dict:
+    """Time both phases at ``tokens`` and collect the row."""
     t_fwd, mem_fwd, how = _peak_delta(fwd, tokens, cfg["repeats"])
     t_fb, mem_fb, _ = _peak_delta(fwd_bwd, tokens, cfg["repeats"])
     flops = _flops_per_token(getattr(layer, "program", None))
@@ -306,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="timed repeats, median reported (default 3; quick 1)")
     p.add_argument("--timeout", type=float, help="seconds per cell before its child is killed")
     p.add_argument("--mem-limit-gib", type=float, default=8.0, help="kill a child above this resident set")
+    p.add_argument("--skip", nargs="*", default=[], help="cells to leave out, as executor:n (e.g. statevector:8)")
+    p.add_argument("--tokens", type=int, default=None, help="fixed batch per timed call (default: sized by target)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -340,13 +352,17 @@ def main(argv: list[str] | None = None) -> int:
         stop_note = ""
         for n in sizes:
             row = {"executor": name, "n": n, "wires": 2 * n, "options": options}
+            if f"{name}:{n}" in args.skip:
+                rows.append(row | {"status": "skipped", "note": "--skip"})
+                continue
             if n > max_n or stop_note:
                 rows.append(row | {"status": "skipped", "note": stop_note or f"n > {max_n} (too slow/large)"})
                 continue
             min_tokens = 1 if name == "aer-qnn" or 2 * n >= 20 else (2 if quick else 4)
             cfg = {"registry": registry, "options": options, "n": n, "threads": args.threads,
                    "min_tokens": min_tokens, "max_tokens": min(max_tokens, 64 if quick else max_tokens),
-                   "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4}  # fmt: skip
+                   "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4,
+                   "tokens": args.tokens}  # fmt: skip
             row |= _spawn(cfg, timeout, args.mem_limit_gib * 1024)
             rows.append(row)
             print(f"  {name} n={n}: {row['status']} {row.get('note', '')}", flush=True)
@@ -358,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(rows)
     ratios = _ratios(rows)
     print(f"\nratio at n=4 (fwd+bwd tokens/s, exact torch / Aer): {ratios}")
-    settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats,
+    settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats, "tokens": args.tokens,
                 "timeout_s": timeout, "mem_limit_gib": args.mem_limit_gib,
                 "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')",
                 "forward": "torch.no_grad", "fwd_bwd": "sum().backward(), grads to inputs and weights",
