@@ -1,198 +1,253 @@
-"""Batched exact simulation of many random circuits that share one skeleton, for gradient-variance studies.
+"""Batched exact simulation of the barren-plateau circuits as arrays, with exact gradients in O(1) states.
 
-The random circuits of :func:`circuits.bp_circuit` differ between seeds only in *which* rotation axis each gate uses;
-the wires every instruction touches are the same. Compiling each seed separately (``qldm.quantum.compile_spec``
-lambdifies every angle through sympy) would dominate the study, and running them one at a time wastes the batch
-dimension. :class:`SkeletonBatch` walks the instructions of all specs in lock-step and applies, per instruction, a
-``(B, d, d)`` stack of per-sample matrices built from qldm's own fitted gate bases
-(:func:`qldm.quantum.compile.trig_basis`, fitted from Qiskit's ``to_matrix``, evaluated by
-:func:`qldm.quantum.compile.trig_matrix`) with :func:`apply_gate` and qldm's ``PauliReadout``. Each sample's circuit
-is therefore exactly the Qiskit circuit of its spec. Exact derivatives come from the four-term shift rule of
-:mod:`qldm.quantum.shift`.
+The random circuits of :func:`circuits.bp_circuit` (H on every wire; per layer one rotation ``R_a(theta)``,
+``a in {X, Y, Z}``, per data qubit, optionally controlled by an ancilla in ``|+>``; then a CZ open chain) differ between
+seeds only in the axis of each rotation. So a point's ``S`` circuits are one ``(S, L, n)`` array of axis choices and
+one ``(S, L * n)`` array of angles, and all of them run together as rows of one ``(R, 2**n)`` complex tensor: nothing
+is built gate by gate in Python or Qiskit. :func:`bp_axes` reproduces the axis draw of :func:`circuits.bp_circuit`
+(a test compares the arrays and the resulting gradients with ``qiskit.quantum_info`` on the Qiskit circuits).
 
-Branch mode uses the control-only-ancilla identity (docs/quantum-facts.md, checked by
-:func:`hardware.ancilla.check_eliminable`): with ancillas in ``|+>`` used only as controls, ``<O>`` is the average over
-on/off patterns of an n-qubit circuit in which a controlled gate acts (as its target block) only when its control bit
-is on. Sampling K patterns per circuit gives unbiased estimates at the cost of a ``2**n`` state.
+A layer is applied as a few dense block matrices: the rotations on ``k <= 4`` neighbouring qubits are multiplied
+into one per-row ``2**k x 2**k`` matrix and applied by one batched matrix product that also moves the block from the
+most to the least significant bits of the index (``Y = X^T M^T``), so the next block is always the leading axis and
+no transpose pass is needed; after all blocks of a layer the index order is back where it started. The CZ chain is
+one multiplication by a ``+-1`` vector. Each pass reads and writes the state once, at ``2**k / k`` complex
+multiply-adds per amplitude and gate; ``k = 4`` was the fastest of 2, 3, 4, 5, 7 at n = 14 (of 2, 3, 4 at n = 16),
+the balance of fewer passes against more arithmetic.
+
+Ancillas (``"per-qubit"``, ``"shared"``) are used only as controls, so (docs/quantum-facts.md) ``<O>`` is the average
+over their on/off patterns of the data-only circuit in which a rotation acts only when its control bit is on: a row
+is one (circuit, pattern) pair, and an off rotation is the identity. Enumerating all patterns is exact at the cost of
+the full statevector; sampling K of them gives the branch estimator.
+
+Gradients, both exact:
+
+- ``first_gradient``: ``d<O>/d theta_1`` by forward-mode (tangent) propagation. ``theta_1`` acts first on its qubit,
+  so with ``V`` the rest of the circuit, ``d<O>/d theta_1 = 2 Re <V psi_1| O |V psi_1'>``, ``psi_1' = dR/dtheta
+  psi_0``: the tangent row runs beside the state row through the same matrices (two states per row).
+- ``gradients``: all parameters by adjoint differentiation (Jones & Gacon, arXiv:2009.02823): one forward pass, then
+  one backward pass un-applying each block to the state and to the co-state ``lambda = O psi``; the gradient of a
+  block matrix ``M`` is read from ``G = sum_rest conj(lambda) psi^T`` and carried to the angles by autograd on the
+  small per-row matrices only (three states per row, independent of depth).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from qiskit.circuit import Gate, Parameter
-from qiskit.quantum_info import SparsePauliOp
 
-from circuits.spec import CircuitSpec
-from qldm.quantum.compile import trig_basis, trig_matrix
-from qldm.quantum.statevector.readout import PauliReadout
+__all__ = ["AXES", "BPBatch", "bp_axes", "BLOCK"]
 
-__all__ = ["SkeletonBatch", "apply_gate"]
+AXES: tuple[str, ...] = ("x", "y", "z")
+BLOCK = 4  # qubits per dense block: 16x16 matrices balance arithmetic against passes over the state
+_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
-def apply_gate(state: torch.Tensor, matrix: torch.Tensor, qubits: tuple[int, ...], num_wires: int) -> torch.Tensor:
-    """Apply a k-qubit gate to a batch of statevectors.
+def bp_axes(n_qubits: int, n_layers: int, seed: int) -> np.ndarray:
+    """The rotation axes of ``circuits.bp_circuit(n_qubits, n_layers, seed=seed)`` as ``(L, n)`` indices into AXES.
 
-    Args:
-        state: ``(B, 2**num_wires)`` complex, Qiskit little-endian (qubit q is bit q of the index).
-        matrix: ``(d, d)`` or ``(B, d, d)``, ``d = 2**k``, in Qiskit's qarg order (``qubits[0]`` least significant).
-        qubits: The k target wires.
-        num_wires: Total wires.
-
-    Returns:
-        The new state, ``(B, 2**num_wires)``.
+    The same generator call as the circuit builder, so the arrays equal its ``metadata["axes"]``.
     """
-    b, k = state.shape[0], len(qubits)
-    axes = [1 + num_wires - 1 - q for q in reversed(qubits)]  # tensor axis of each qubit, most significant first
-    psi = state.reshape((b,) + (2,) * num_wires)
-    rest = [a for a in range(1, num_wires + 1) if a not in axes]
-    psi = psi.permute([0] + rest + axes).reshape(b, -1, 2**k)  # (B, R, d)
-    psi = psi @ (matrix.T if matrix.dim() == 2 else matrix.transpose(1, 2))  # (B, R, d)
-    inverse = np.argsort([0] + rest + axes)
-    return psi.reshape((b,) + (2,) * num_wires).permute(*inverse.tolist()).reshape(b, -1)
+    drawn = np.random.default_rng(seed).choice(np.array(["x", "y", "z"]), size=(n_layers, n_qubits))
+    return np.searchsorted(np.array(AXES), drawn)
 
 
-@dataclass(frozen=True)
-class _Step:
-    qubits: tuple[int, ...]
-    const: np.ndarray | None  # (d, d) when the instruction is the same constant gate in every sample
-    bases: tuple | None  # per sample: (freqs (T,1), coeffs (T,d,d)); None for constant steps
-    slot: int  # weight index of the angle (-1 for constant steps)
-    control: int  # ancilla bit index controlling this gate in branch mode (-1: none)
+def _bits(n: int) -> np.ndarray:
+    """``(2**n, n)`` 0/1 table: bit q of each basis index (Qiskit little-endian)."""
+    idx = np.arange(2**n)
+    return (idx[:, None] >> np.arange(n)) & 1
 
 
-class SkeletonBatch:
-    """``B`` circuits with a shared skeleton, simulated together: ``angles (B, P) -> <O> (B,)``.
+class BPBatch:
+    """Rows of barren-plateau circuits on ``n`` data qubits, simulated together.
 
     Args:
-        specs: Specs with no inputs, one observable, identical instruction wires and bare-parameter gate angles.
-        branch: Simulate only the data qubits per on/off ancilla pattern (see module doc) instead of all wires.
-        repeat: Rows per spec (sample-major), e.g. one per sampled branch; ``batch = len(specs) * repeat``.
+        axes: ``(R, L, n)`` integer axis indices (0, 1, 2 for X, Y, Z), one row per simulated circuit.
+        observable: ``"z0z1"``, ``"global"`` or ``"local"`` (Z on qubits 0 and 1, on all, on qubit 0).
+        controls: ``None`` without ancillas, else ``(n,)`` pattern column controlling each qubit's rotations
+            (``"per-qubit"``: ``0..n-1``; ``"shared"``: all 0).
+        dtype: ``torch.float64`` or ``torch.float32`` (complex128 or complex64 amplitudes).
 
     Raises:
-        ValueError: If the specs differ in skeleton, use parameter expressions, have inputs or several
-            observables, or (branch mode) violate the ancilla-elimination preconditions.
+        ValueError: On a bad shape, axis index, observable or dtype.
     """
 
-    def __init__(self, specs: Sequence[CircuitSpec], *, branch: bool = False, repeat: int = 1) -> None:
-        if not specs:
-            raise ValueError("SkeletonBatch needs at least one spec")
-        first = specs[0]
-        for s in specs:
-            if s.num_inputs or s.num_outputs != 1:
-                raise ValueError(f"{s.name}: SkeletonBatch needs specs without inputs and with one observable")
-            if len(s.circuit.data) != len(first.circuit.data) or s.num_qubits != first.num_qubits:
-                raise ValueError(f"{s.name}: skeleton differs from {first.name}")
-        if branch:
-            from hardware.ancilla import check_eliminable
+    def __init__(
+        self,
+        *,
+        axes: np.ndarray | torch.Tensor,
+        observable: str = "z0z1",
+        controls: tuple[int, ...] | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        axes = torch.as_tensor(np.asarray(axes), dtype=torch.long)
+        if axes.dim() != 3 or axes.numel() == 0:
+            raise ValueError(f"axes must have shape (R, L, n) with R, L, n >= 1, got {tuple(axes.shape)}")
+        if int(axes.min()) < 0 or int(axes.max()) > 2:
+            raise ValueError("axes must be 0, 1 or 2 (X, Y, Z)")
+        if dtype not in _COMPLEX:
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.rows, self.layers, self.n = (int(s) for s in axes.shape)
+        obs_qubits = {"z0z1": [0, 1], "global": list(range(self.n)), "local": [0]}.get(observable)
+        if obs_qubits is None or max(obs_qubits) >= self.n:
+            raise ValueError(f"observable {observable!r} is unknown or needs more than {self.n} qubits")
+        if controls is not None and len(controls) != self.n:
+            raise ValueError(f"controls must name one pattern column per qubit ({self.n}), got {len(controls)}")
+        self.axes, self.controls, self.dtype, self.cdtype = axes, controls, dtype, _COMPLEX[dtype]
+        bits = _bits(self.n)
+        self.obs = torch.as_tensor((-1.0) ** bits[:, obs_qubits].sum(1), dtype=dtype)  # (2**n,) diagonal of O
+        cz = (bits[:, :-1] * bits[:, 1:]).sum(1) if self.n > 1 else np.zeros(2**self.n)
+        self.cz = torch.as_tensor((-1.0) ** cz, dtype=dtype)  # (2**n,) the CZ chain's diagonal
+        # blocks from the most significant qubit down: (lowest qubit, size)
+        self.blocks = [(max(hi - BLOCK, 0), hi - max(hi - BLOCK, 0)) for hi in range(self.n, 0, -BLOCK)]
+        paulis = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
+        self._minus_i_p = torch.as_tensor(-1j * paulis, dtype=self.cdtype)  # (3, 2, 2): R = c I + s (-i P)
 
-            for s in specs:
-                check_eliminable(s)
-        self.specs, self.branch, self.repeat, self.batch = (
-            tuple(specs),
-            branch,
-            int(repeat),
-            len(specs) * int(repeat),
-        )
-        anc = {q: j for j, q in enumerate(first.ancilla_qubits)}
-        self.num_ancillas = len(anc)
-        self.num_wires = len(first.data_qubits) if branch else first.num_qubits
-        self.num_weights = first.num_weights
-        slot_of = [{p: i for i, p in enumerate(s.weight_params)} for s in specs]
-        wire_of = [{q: i for i, q in enumerate(s.circuit.qubits)} for s in specs]
-        steps: list[_Step] = []
-        for pos, inst0 in enumerate(first.circuit.data):
-            qubits = tuple(wire_of[0][q] for q in inst0.qubits)
-            insts = [s.circuit.data[pos] for s in specs]
-            for s, inst, wires in zip(specs, insts, wire_of):
-                if tuple(wires[q] for q in inst.qubits) != qubits:
-                    raise ValueError(f"{s.name}: instruction {pos} acts on other wires than in {first.name}")
-            ops = [inst.operation for inst in insts]
-            if not all(isinstance(op, Gate) for op in ops):
-                raise ValueError(f"{first.name}: instruction {pos} is not a unitary gate")
-            control = anc.get(qubits[0], -1) if len(qubits) == 2 else -1
-            if branch and len(qubits) == 1 and qubits[0] in anc:
-                continue  # the ancilla's H disappears with the ancilla
-            if not ops[0].params:
-                if any(op.name != ops[0].name or op.params for op in ops):
-                    raise ValueError(f"{first.name}: constant instruction {pos} differs between specs")
-                steps.append(_Step(qubits, np.asarray(ops[0].to_matrix(), dtype=complex), None, -1, -1))
-                continue
-            slots = set()
-            for k, op in enumerate(ops):
-                if len(op.params) != 1 or not isinstance(op.params[0], Parameter):
-                    raise ValueError(f"{specs[k].name}: instruction {pos} must have one bare parameter angle")
-                slots.add(slot_of[k][op.params[0]])
-            if len(slots) != 1:
-                raise ValueError(f"{first.name}: instruction {pos} uses different weights in different specs")
-            bases = []
-            for op in ops:
-                b = trig_basis(op.name, 1)
-                if np.ptp(b.freqs) > 2:
-                    raise ValueError(f"gate {op.name!r}: frequencies beyond the shift rule's range")
-                coeffs = b.coeffs
-                if branch and control >= 0:
-                    coeffs = coeffs[:, [1, 3]][:, :, [1, 3]]  # control bit (qarg 0, least significant) on
-                bases.append((b.freqs, coeffs))
-            steps.append(_Step(qubits, None, tuple(bases), slots.pop(), control if branch else -1))
-        self.steps = tuple(steps)
-        obs = first.observables[0]
-        if branch:
-            obs = SparsePauliOp(obs.paulis.delete(list(first.ancilla_qubits), qubit=True), obs.coeffs)
-        self.readout = PauliReadout((obs,), self.num_wires)
-        self._dense = [self._stack(st, self.repeat) for st in steps]
+    def state_bytes(self) -> int:
+        """Bytes of one row's state."""
+        return 2**self.n * torch.empty((), dtype=self.cdtype).element_size()
 
-    @staticmethod
-    def _stack(step: _Step, repeat: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Pad per-sample bases to one ``(B, T, 1)`` freq / ``(B, T, d, d)`` coeff array (zero coeffs pad)."""
-        if step.bases is None:
+    # ------------------------------------------------------------------ per-row matrices
+    def _rotations(
+        self, angles: torch.Tensor, layer: int, on: torch.Tensor | None, derivative: bool = False
+    ) -> torch.Tensor:
+        """``(R, n, 2, 2)`` rotation matrices of one layer (or their angle derivatives); off rotations are I (or 0)."""
+        half = angles[:, layer * self.n : (layer + 1) * self.n] / 2  # (R, n)
+        c, s = torch.cos(half), torch.sin(half)
+        if derivative:
+            c, s = -s / 2, c / 2
+        eye = torch.eye(2, dtype=self.cdtype)
+        gen = self._minus_i_p[self.axes[:, layer]]  # (R, n, 2, 2)
+        m = c[..., None, None] * eye + s[..., None, None] * gen
+        if on is not None:
+            off_value = torch.zeros_like(eye) if derivative else eye
+            m = torch.where(on[..., None, None], m, off_value)
+        return m
+
+    def _block_mats(self, rot: torch.Tensor) -> list[torch.Tensor]:
+        """Per block (order of ``self.blocks``): ``(R, 2**k, 2**k)`` Kronecker products, qubit ``lo`` lowest bit."""
+        mats = []
+        for lo, k in self.blocks:
+            m = rot[:, lo + k - 1]
+            for q in range(lo + k - 2, lo - 1, -1):
+                d = m.shape[-1]
+                m = torch.einsum("rab,rcd->racbd", m, rot[:, q]).reshape(-1, 2 * d, 2 * d)
+            mats.append(m)
+        return mats
+
+    def _on(self, patterns: torch.Tensor | None) -> torch.Tensor | None:
+        if self.controls is None:
+            if patterns is not None:
+                raise ValueError("patterns are given, but the circuits have no ancillas")
             return None
-        t = max(len(f) for f, _ in step.bases)
-        d = step.bases[0][1].shape[-1]
-        freqs = np.zeros((len(step.bases), t), dtype=float)
-        coeffs = np.zeros((len(step.bases), t, d, d), dtype=complex)
-        for b, (f, c) in enumerate(step.bases):
-            freqs[b, : len(f)], coeffs[b, : len(f)] = f[:, 0], c
-        # per-row bases: freqs (B, T, 1) for the one angle, coeffs (B, T, d, d)
-        return torch.as_tensor(np.repeat(freqs, repeat, 0))[..., None], torch.as_tensor(np.repeat(coeffs, repeat, 0))
+        if patterns is None or patterns.shape[0] != self.rows:
+            raise ValueError(f"ancilla circuits need patterns of shape ({self.rows}, a)")
+        return patterns[:, list(self.controls)].bool()  # (R, n)
 
-    def state_memory(self, batch: int | None = None) -> int:
-        """Bytes of one batch of complex128 states (autograd keeps about one per step)."""
-        return (batch or self.batch) * (2**self.num_wires) * 16
+    def _check(self, angles: torch.Tensor) -> None:
+        if angles.shape != (self.rows, self.layers * self.n):
+            raise ValueError(f"angles must have shape ({self.rows}, {self.layers * self.n}), got {tuple(angles.shape)}")
 
+    # ------------------------------------------------------------------ kernels
+    def _plus(self, copies: int) -> torch.Tensor:
+        return torch.full((self.rows * copies, 2**self.n), 2 ** (-self.n / 2), dtype=self.cdtype)  # H^n |0>
+
+    def _forward_block(self, psi: torch.Tensor, m: torch.Tensor, k: int) -> torch.Tensor:
+        """Apply ``m`` to the leading ``k`` qubits; they become the trailing ones: ``(R', 2**n)``."""
+        x = psi.view(psi.shape[0], 2**k, -1)  # (R', A, rest)
+        return torch.bmm(x.transpose(1, 2), m.transpose(1, 2)).view(psi.shape[0], -1)  # (R', rest, A)
+
+    def _backward_block(self, psi: torch.Tensor, m: torch.Tensor, k: int) -> torch.Tensor:
+        """Un-apply ``m`` on the trailing ``k`` qubits; they become the leading ones again."""
+        x = psi.view(psi.shape[0], -1, 2**k)  # (R', rest, A)
+        return torch.bmm(m.conj().transpose(1, 2), x.transpose(1, 2)).reshape(psi.shape[0], -1)  # (R', A, rest)
+
+    def _cz(self, psi: torch.Tensor) -> None:
+        torch.view_as_real(psi).mul_(self.cz[:, None])
+
+    def _layer(self, psi: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
+        for (_, k), m in zip(self.blocks, mats):
+            psi = self._forward_block(psi, m, k)
+        self._cz(psi)
+        return psi
+
+    # ------------------------------------------------------------------ public
+    @torch.no_grad()
     def expectation(self, angles: torch.Tensor, patterns: torch.Tensor | None = None) -> torch.Tensor:
-        """Evaluate ``<O>`` per sample.
+        """``<O>`` per row.
 
         Args:
-            angles: ``(B, P)`` float64 weights, row b for spec b (differentiable).
-            patterns: Branch mode only: ``(B, num_ancillas)`` 0/1 control bits.
+            angles: ``(R, L * n)`` weights, ``angles[:, l * n + i]`` for layer l, qubit i.
+            patterns: ``(R, a)`` 0/1 ancilla bits for ancilla circuits, else ``None``.
 
         Returns:
-            ``(B,)`` expectation values.
+            ``(R,)`` expectation values in the real dtype.
 
         Raises:
             ValueError: On wrong shapes or a missing/extra ``patterns`` argument.
         """
-        if angles.shape != (self.batch, self.num_weights):
-            raise ValueError(f"angles must have shape ({self.batch}, {self.num_weights}), got {tuple(angles.shape)}")
-        if self.branch != (patterns is not None):
-            raise ValueError("patterns are required in branch mode and only there")
-        cdtype = torch.complex128
-        state = torch.zeros(self.batch, 2**self.num_wires, dtype=cdtype)  # (B, 2**N)
-        state[:, 0] = 1
-        for step, dense in zip(self.steps, self._dense):
-            if dense is None:
-                mat = torch.tensor(step.const, dtype=cdtype)  # (d, d)
-            else:
-                mat = trig_matrix(angles[:, step.slot : step.slot + 1], dense[0], dense[1], cdtype)  # (B, d, d)
-            qubits = step.qubits
-            if step.control >= 0:
-                on = patterns[:, step.control].to(cdtype).view(-1, 1, 1)  # (B, 1, 1)
-                eye = torch.eye(2, dtype=cdtype)
-                mat = on * mat + (1 - on) * eye  # (B, 2, 2): target block if the control bit is on, else identity
-                qubits = qubits[1:]
-            state = apply_gate(state, mat, qubits, self.num_wires)  # (B, 2**N)
-        return self.readout(state)[:, 0]  # (B,)
+        self._check(angles)
+        on, psi = self._on(patterns), self._plus(1)
+        for layer in range(self.layers):
+            psi = self._layer(psi, self._block_mats(self._rotations(angles, layer, on)))
+        return (psi.real.square() + psi.imag.square()) @ self.obs
+
+    @torch.no_grad()
+    def first_gradient(self, angles: torch.Tensor, patterns: torch.Tensor | None = None) -> torch.Tensor:
+        """``d<O>/d angles[:, 0]`` (the paper's ``theta_{1,1}``) per row, exact, by tangent propagation.
+
+        Args and raises as :meth:`expectation`.
+
+        Returns:
+            ``(R,)`` derivatives.
+        """
+        self._check(angles)
+        on = self._on(patterns)
+        psi = self._plus(2)  # rows interleaved: (state, tangent) per circuit
+        for layer in range(self.layers):
+            mats = self._block_mats(self._rotations(angles, layer, on))
+            pair = [m.repeat_interleave(2, dim=0) for m in mats]
+            if layer == 0:  # the tangent row gets dR_0/dtheta instead of R_0 on qubit 0 (the last block)
+                rot = self._rotations(angles, 0, on)
+                rot[:, 0] = self._rotations(angles, 0, on, derivative=True)[:, 0]
+                pair[-1] = torch.stack([mats[-1], self._block_mats(rot)[-1]], dim=1).flatten(0, 1)
+            psi = self._layer(psi, pair)
+        psi = psi.view(self.rows, 2, -1)
+        return 2 * ((psi[:, 0].conj() * psi[:, 1]).real @ self.obs)
+
+    def gradients(self, angles: torch.Tensor, patterns: torch.Tensor | None = None) -> torch.Tensor:
+        """``d<O>/d angles`` per row for every parameter, exact, by adjoint differentiation.
+
+        Args and raises as :meth:`expectation`.
+
+        Returns:
+            ``(R, L * n)`` derivatives.
+        """
+        self._check(angles)
+        on = self._on(patterns)
+        angles = angles.detach()
+        with torch.no_grad():
+            psi = self._plus(1)
+            for layer in range(self.layers):
+                psi = self._layer(psi, self._block_mats(self._rotations(angles, layer, on)))
+            lam = psi * self.obs  # co-state O psi
+            pair = torch.stack([psi, lam], dim=1).flatten(0, 1)  # (2R, 2**n): rows (psi, lambda)
+        grads = torch.zeros_like(angles)
+        for layer in range(self.layers - 1, -1, -1):
+            a = angles.clone().requires_grad_()
+            with torch.enable_grad():
+                mats = self._block_mats(self._rotations(a, layer, on))
+            with torch.no_grad():
+                self._cz(pair)  # the CZ chain is its own inverse
+                reduced = []
+                for (_, k), m in zip(reversed(self.blocks), reversed(mats)):
+                    lam_after = pair.view(self.rows, 2, -1, 2**k)[:, 1]  # (R, rest, A)
+                    pair = self._backward_block(pair, m.detach().repeat_interleave(2, dim=0), k)
+                    psi_before = pair.view(self.rows, 2, 2**k, -1)[:, 0]  # (R, A, rest)
+                    # G[i, j] = sum_rest conj(lambda_after[i]) psi_before[j]
+                    reduced.append(torch.bmm(lam_after.conj().transpose(1, 2), psi_before.transpose(1, 2)))
+            with torch.enable_grad():
+                total = sum((m * g).real.sum() for m, g in zip(reversed(mats), reduced))
+                (g_layer,) = torch.autograd.grad(2 * total, a)
+            grads += g_layer
+        return grads

@@ -3,12 +3,13 @@
 References: McClean et al., Nat. Commun. 9, 4812 (2018); Yao & Hasegawa, PRA 111, 022426 (2025).
 
 For one point (design, n qubits, layers, observable) we draw N random circuits (structure from
-:func:`circuits.bp_circuit` with a per-sample seed, angles U[0, 2pi)) and take ``d<O>/d theta_1`` exactly: torch
-autograd on the batched statevector of :mod:`analysis.engine`, or, when autograd's stored states would not fit, the
-exact four-term shift rule with forward passes only. Ancilla designs past ``max_exact_wires`` use branch sampling (K
-on/off patterns per circuit); their variance is bias-corrected (below) and the point is marked as an estimate. The
-``"qffn"`` design is the Q-FFN circuit itself (:func:`circuits.qffn_circuit`, per-qubit ancillas, ring readout, output
-``<Z_0>``) with inputs x ~ N(0, 1) and uniform weights, run by qldm's statevector or tensor-network executor.
+:func:`circuits.bp_circuit` with a per-sample seed, angles U[0, 2pi)) and take ``d<O>/d theta_1`` exactly on the array
+engine of :mod:`analysis.engine` (all N circuits at once; tangent propagation for ``theta_1``, adjoint for every
+parameter), or, when even those few states per circuit would not fit ``memory_bytes``, by the exact four-term shift
+rule with forward passes only. Ancilla designs past ``max_exact_wires`` use branch sampling (K on/off patterns per
+circuit); their variance is bias-corrected (below) and the point is marked as an estimate. The ``"qffn"`` design is
+the Q-FFN circuit itself (:func:`circuits.qffn_circuit`, per-qubit ancillas, ring readout, output ``<Z_0>``) with
+inputs x ~ N(0, 1) and uniform weights, run by qldm's statevector or tensor-network executor.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.engine import SkeletonBatch
+from analysis.engine import AXES, BPBatch, bp_axes
 from circuits import bp_circuit, qffn_circuit
 from circuits.spec import CircuitSpec
 from qldm.quantum.shift import shift_derivative
@@ -38,6 +39,8 @@ __all__ = [
 DESIGNS: tuple[str, ...] = ("none", "per-qubit", "shared", "qffn")
 OBSERVABLES: tuple[str, ...] = ("z0z1", "global", "local")
 REFERENCE_SLOPE = -float(np.log(2))  # deep baseline, 2-design: Var ~ 2**-n (McClean 2018)
+_TANGENT_STATES = 6  # states per row while differentiating theta_1: state, tangent, product buffers
+_ADJOINT_STATES = 8  # states per row for all parameters: state, co-state, product buffers, one block's operands
 
 
 @dataclass(frozen=True)
@@ -51,10 +54,11 @@ class PointConfig:
         observable: ``"z0z1"``, ``"global"`` or ``"local"`` (ignored by ``"qffn"``, which reads ``<Z_0>``).
         samples: Random circuits N.
         seed: Master seed; structure seeds and angles derive from it and the point.
-        pooled: Also collect gradients of all parameters (needs autograd memory).
+        pooled: Also collect gradients of all parameters (adjoint differentiation).
         branches: Sampled ancilla patterns per circuit when a point is past statevector reach.
         max_exact_wires: Widest exact simulation; wider ancilla points are branch-sampled.
-        memory_bytes: Budget for autograd's stored states before switching to the shift rule.
+        memory_bytes: Budget for the states of one chunk of circuits; below one circuit's need the shift rule is used.
+        precision: ``"float64"`` (default) or ``"float32"`` amplitudes of the array engine (not part of ``key``).
     """
 
     design: str
@@ -67,8 +71,11 @@ class PointConfig:
     branches: int = 8
     max_exact_wires: int = 20
     memory_bytes: int = 1 << 30
+    precision: str = "float64"
 
     def __post_init__(self) -> None:
+        if self.precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be 'float64' or 'float32', got {self.precision!r}")
         if self.design not in DESIGNS:
             raise ValueError(f"unknown design {self.design!r}; choose one of {DESIGNS}")
         if self.observable not in OBSERVABLES:
@@ -93,7 +100,7 @@ class GradientSamples:
         first: ``(N, K)`` derivatives by theta_1; K = 1 when exact, else one column per sampled branch.
         pooled: ``(N, K, P)`` derivatives by every parameter, or ``None``.
         exact: Whether ``first.mean(1)`` is the exact gradient of each sample.
-        method: How the gradient was computed (e.g. ``"statevector-autograd"``, ``"branch-shift"``).
+        method: How the gradient was computed (e.g. ``"statevector-tangent"``, ``"branch-shift"``).
         structure_seeds: The per-sample circuit seeds.
     """
 
@@ -137,73 +144,89 @@ def _qffn_samples(cfg: PointConfig, rng: np.random.Generator) -> GradientSamples
     return GradientSamples(g[:, :1], g[:, None, :] if cfg.pooled else None, True, method, [])
 
 
+def _controls(design: str, n: int) -> tuple[int, ...] | None:
+    """Pattern column controlling each data qubit's rotations (``None`` without ancillas)."""
+    return {"none": None, "per-qubit": tuple(range(n)), "shared": (0,) * n}[design]
+
+
 def sample_gradients(cfg: PointConfig) -> GradientSamples:
-    """Draw the point's N circuits and differentiate them.
+    """Draw the point's N circuits (as arrays, :mod:`analysis.engine`) and differentiate them exactly.
+
+    Ancilla designs within ``max_exact_wires`` enumerate every on/off pattern (exact, the cost of the full
+    statevector); wider ones sample ``branches`` patterns per circuit. For ``theta_1`` alone the pattern bit of its
+    own ancilla is fixed to on and the result halved: with that bit off the derivative is exactly 0, so this is the
+    same unbiased estimator with less variance (and half the exact enumeration).
 
     Returns:
         The per-sample gradients (see :class:`GradientSamples`).
 
     Raises:
-        ValueError: If ``pooled`` is asked where it cannot be computed by autograd within ``memory_bytes``.
+        ValueError: If ``pooled`` is asked where the adjoint's states do not fit ``memory_bytes``.
+        RuntimeError: If the array draw of the structure disagrees with :func:`circuits.bp_circuit`.
     """
     rng = _rng(cfg)
     if cfg.design == "qffn":
         return _qffn_samples(cfg, rng)
+    n, n_layers = cfg.n_qubits, cfg.n_layers
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=cfg.samples)]
-    specs = [
-        bp_circuit(cfg.n_qubits, cfg.n_layers, ancillas=cfg.design, observable=cfg.observable, seed=s) for s in seeds
-    ]
-    angles = rng.uniform(0, 2 * np.pi, (cfg.samples, specs[0].num_weights))
-    n_anc = len(specs[0].ancilla_qubits)
-    branch = specs[0].num_qubits > cfg.max_exact_wires and n_anc > 0
-    if branch and 2**n_anc <= cfg.branches:
+    axes = np.stack([bp_axes(n, n_layers, s) for s in seeds])  # (N, L, n)
+    reference = bp_circuit(n, n_layers, ancillas=cfg.design, observable=cfg.observable, seed=seeds[0])
+    if ["".join(AXES[a] for a in row) for row in axes[0]] != reference.metadata["axes"]:
+        raise RuntimeError("the engine's structure draw differs from circuits.bp_circuit")
+    angles = rng.uniform(0, 2 * np.pi, (cfg.samples, reference.num_weights))
+    controls = _controls(cfg.design, n)
+    n_anc = len(reference.ancilla_qubits)
+    branch = reference.num_qubits > cfg.max_exact_wires and n_anc > 0
+    patterns, exact = None, True
+    if n_anc and (not branch or 2**n_anc <= cfg.branches):
         patterns = np.array([[(p >> j) & 1 for j in range(n_anc)] for p in range(2**n_anc)])  # enumerate: exact
-        exact = True
     elif branch:
-        patterns = None
         exact = False
-    else:
-        exact = True
-    k = (len(patterns) if patterns is not None else cfg.branches) if branch else 1
-    rows_angles = np.repeat(angles, k, axis=0)  # sample-major, K rows per sample
+    halve = n_anc > 0 and not cfg.pooled  # theta_1's ancilla fixed on (see above)
+    if patterns is not None and halve:
+        patterns = patterns[patterns[:, controls[0]] == 1]
+    k = len(patterns) if patterns is not None else (cfg.branches if branch else 1)
+    dtype = getattr(torch, cfg.precision)
+    rows_angles = torch.as_tensor(np.repeat(angles, k, axis=0), dtype=dtype)  # sample-major, K rows per sample
+    rows_axes = np.repeat(axes, k, axis=0)
     rows_pat = None
-    if branch:
-        rows_pat = (
-            np.tile(patterns, (cfg.samples, 1))
-            if patterns is not None
-            else rng.integers(0, 2, (len(rows_angles), n_anc))
-        )
-    probe = SkeletonBatch(specs[:1], branch=branch)
-    per_row = probe.state_memory(1) * (len(probe.steps) + 4)
-    use_autograd = per_row <= cfg.memory_bytes
-    if cfg.pooled and not use_autograd:
-        raise ValueError(
-            f"pooled gradients need ~{per_row / 2**30:.1f} GiB per circuit by autograd (budget "
-            f"{cfg.memory_bytes / 2**30:.1f} GiB); drop pooled or raise the budget"
-        )
-    rows = cfg.memory_bytes // per_row if use_autograd else cfg.memory_bytes // (8 * probe.state_memory(1))
-    chunk = max(1, int(rows) // k)  # circuits per chunk
-    first, pooled = [], []
-    for lo in range(0, cfg.samples, chunk):
-        batch = SkeletonBatch(specs[lo : lo + chunk], branch=branch, repeat=k)
-        sl = slice(lo * k, (lo + chunk) * k)
-        a = torch.as_tensor(rows_angles[sl])
-        pat = torch.as_tensor(rows_pat[sl]) if rows_pat is not None else None
-        if use_autograd:
-            a.requires_grad_()
-            (grad,) = torch.autograd.grad(batch.expectation(a, pat).sum(), a)
-            first.append(grad[:, 0].numpy())
-            if cfg.pooled:
-                pooled.append(grad.numpy())
+    if n_anc:
+        if patterns is not None:
+            rows_pat = np.tile(patterns, (cfg.samples, 1))
         else:
+            rows_pat = rng.integers(0, 2, (len(rows_angles), n_anc))
+        if halve:
+            rows_pat[:, controls[0]] = 1
+        rows_pat = torch.as_tensor(rows_pat)
+    state = BPBatch(axes=rows_axes[:1], observable=cfg.observable, controls=controls, dtype=dtype).state_bytes()
+    need = (_ADJOINT_STATES if cfg.pooled else _TANGENT_STATES) * state
+    if cfg.pooled and need > cfg.memory_bytes:
+        raise ValueError(
+            f"pooled gradients need ~{need / 2**30:.2g} GiB per circuit for the adjoint's states (budget "
+            f"{cfg.memory_bytes / 2**30:.2g} GiB); drop pooled or raise the budget"
+        )
+    use_shift = need > cfg.memory_bytes  # a cross-check path: forward passes of one state only
+    chunk = max(1, int(cfg.memory_bytes // need)) if not use_shift else 1
+    first, pooled = [], []
+    for lo in range(0, len(rows_angles), chunk):
+        sl = slice(lo, lo + chunk)
+        batch = BPBatch(axes=rows_axes[sl], observable=cfg.observable, controls=controls, dtype=dtype)
+        a, pat = rows_angles[sl], rows_pat[sl] if rows_pat is not None else None
+        if cfg.pooled:
+            grad = batch.gradients(a, pat).numpy()
+            first.append(grad[:, 0])
+            pooled.append(grad)
+        elif use_shift:
             first.append(shift_derivative(lambda t, b=batch, p=pat: b.expectation(t, p), a, 0).numpy())
-    g = np.concatenate(first).reshape(cfg.samples, k)
-    p = np.concatenate(pooled).reshape(cfg.samples, k, -1) if cfg.pooled else None
-    if branch and patterns is not None:  # exact enumeration: average the branches
+        else:
+            first.append(batch.first_gradient(a, pat).numpy())
+    g = np.concatenate(first).astype(float).reshape(cfg.samples, k) * (0.5 if halve else 1.0)
+    p = np.concatenate(pooled).astype(float).reshape(cfg.samples, k, -1) if cfg.pooled else None
+    if patterns is not None and n_anc:  # exact enumeration: average the branches
         g = g.mean(1, keepdims=True)
         p = p.mean(1, keepdims=True) if p is not None else None
-    method = ("branch" if branch else "statevector") + ("-autograd" if use_autograd else "-shift")
-    return GradientSamples(g, p, exact, method, seeds)
+    how = "adjoint" if cfg.pooled else ("shift" if use_shift else "tangent")
+    return GradientSamples(g, p, exact, ("branch" if not exact else "statevector") + "-" + how, seeds)
 
 
 def _branch_variance(g: np.ndarray) -> float:

@@ -5,6 +5,8 @@ Usage::
     python benchmarks/bench_quantum_layer.py                 # full run: n = 4, 8, 12, 16, 32
     python benchmarks/bench_quantum_layer.py --quick         # smoke run: n = 4, 8, few tokens
     python benchmarks/bench_quantum_layer.py --executors statevector aer-qnn --n 4
+    python benchmarks/bench_quantum_layer.py --executors statevector tensornet --n 4 8 16 \
+        --tokens 4096 --skip statevector:8                   # issue 13: batches of 4,096, ratios to n = 4
 
 Circuit: ``qffn_circuit(n, n_layers=2, ancillas="per-qubit", readout="ring")`` (2n wires). Each (executor, n)
 cell runs in a fresh child process, so that its memory is its own and a crash, a timeout or a memory blow-up
@@ -14,7 +16,11 @@ loses only that cell. Per cell the child
    (compilation, lazy initialisation); the faster one sizes the batch, ``clamp(target_s / s_per_token)``;
 2. times the forward under ``torch.no_grad`` (inference) and the forward+backward (``sum().backward()``, with
    gradients to inputs and weights as inside the Q-FFN), ``--repeats`` times each, and reports the median;
-3. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through
+3. estimates the real floating-point operations per token of the forward+backward from the executor's plan (tensor
+   network: 3x the planned forward contraction, 4 real flops per complex one; statevector: per matrix step ``8 d``
+   real flops per amplitude, 3 passes for the adjoint) and divides the achieved rate by a complex64 matmul rate measured
+   in the same child: the fraction of the arithmetic roofline;
+4. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through
    ``/proc/self/clear_refs`` just before the phase) minus the resident set at that moment. The measure is the
    same for every executor, whether memory comes from torch's allocator, Aer's C++ simulator or numpy
    (``tracemalloc`` would miss the first two). Memory that an allocator cached in an earlier phase and reuses
@@ -89,6 +95,35 @@ def _peak_delta(timed, tokens: int, repeats: int) -> tuple[float, float, str]:
     return seconds, max(peak - before, 0.0), "ru_maxrss (upper bound)"
 
 
+def _matmul_gflops(threads: int) -> float:
+    """Best-of-3 complex64 matmul rate (real GFLOP/s, 8 per complex multiply-add) on ``threads`` threads."""
+    import torch
+
+    a = torch.randn(512, 512, dtype=torch.complex64)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        a @ a
+        best = max(best, 8 * 512**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _flops_per_token(program) -> float | None:
+    """Real flops of one token's forward+backward from the program's own plan, or None where it has none."""
+    plan = getattr(program, "plan", None)
+    if plan is not None and hasattr(plan, "flops"):
+        return 3 * 4 * float(plan.flops)  # forward, environments/backward ~ 3 contractions; complex = 4 real
+    engine = getattr(program, "engine", None)
+    steps = getattr(getattr(engine, "plan", None), "steps", None)
+    if steps is None:
+        return None
+    total = 0.0
+    for step in steps:
+        if hasattr(step, "targets"):  # a matrix step on the control-is-1 slice: d complex MACs per amplitude
+            total += 8 * 2 ** len(step.targets) * 2 ** (engine.n - len(step.controls))
+    return 3 * total  # forward, then un-apply state and co-state (the reduced matrices cost about the same)
+
+
 def _run_cell(cfg: dict) -> dict:
     """Measure one (executor, n) cell. Runs inside the child process."""
     import torch
@@ -118,6 +153,9 @@ def _run_cell(cfg: dict) -> dict:
         layer(x).sum().backward()
         return time.perf_counter() - t
 
+    if cfg.get("tokens"):  # a fixed batch (issue 13 sizes the targets at 4,096 tokens)
+        fwd_bwd(cfg["tokens"])
+        return _measure(cfg, layer, fwd, fwd_bwd, cfg["tokens"])
     warm_tokens = cfg["min_tokens"]
     t_warm = fwd_bwd(warm_tokens)
     t_warm = min(t_warm, fwd_bwd(warm_tokens))  # the first call also pays one-off costs
@@ -129,9 +167,19 @@ def _run_cell(cfg: dict) -> dict:
     # batch while a call stays well under the target, so every executor is timed at a batch it is built for.
     while tokens < cfg["max_tokens"] and fwd_bwd(tokens) < cfg["target_s"] / 4:
         tokens = min(cfg["max_tokens"], tokens * 2)
+    return _measure(cfg, layer, fwd, fwd_bwd, tokens)
+
+
+def _measure(cfg: dict, layer, fwd, fwd_bwd, tokens: int) -> dict:
+    """Time both phases at ``tokens`` and collect the row."""
     t_fwd, mem_fwd, how = _peak_delta(fwd, tokens, cfg["repeats"])
     t_fb, mem_fb, _ = _peak_delta(fwd_bwd, tokens, cfg["repeats"])
+    flops = _flops_per_token(getattr(layer, "program", None))
+    peak = _matmul_gflops(cfg["threads"])
     return {
+        "flops_per_token": flops,
+        "matmul_gflops": peak,
+        "roofline_fraction": None if flops is None else tokens / t_fb * flops / 1e9 / peak,
         "status": "ok",
         "tokens": tokens,
         "fwd_tokens_per_s": tokens / t_fwd,
@@ -221,9 +269,17 @@ def _fmt(v: float | None) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
+def _add_ratios(rows: list[dict]) -> float | None:
+    """Each row's forward+backward tokens/s over the n = 4 statevector's in this run (``ratio_sv4``)."""
+    ref = next((r.get("fwd_bwd_tokens_per_s") for r in rows if r["executor"] == "statevector" and r["n"] == 4), None)
+    for r in rows:
+        r["ratio_sv4"] = r["fwd_bwd_tokens_per_s"] / ref if ref and r.get("fwd_bwd_tokens_per_s") else None
+    return ref
+
+
 def _print_table(rows: list[dict]) -> None:
     head = f"{'executor':<12} {'n':>3} {'wires':>5} {'tokens':>6} {'fwd tok/s':>10} {'fwd+bwd tok/s':>13} "
-    head += f"{'fwd MiB':>8} {'f+b MiB':>8}  note"
+    head += f"{'/sv n=4':>7} {'roof':>5} {'fwd MiB':>8} {'f+b MiB':>8}  note"
     print(head)
     print("-" * (len(head) + 20))
     for r in rows:
@@ -231,6 +287,7 @@ def _print_table(rows: list[dict]) -> None:
         print(
             f"{r['executor']:<12} {r['n']:>3} {r['wires']:>5} {r.get('tokens', '-')!s:>6} "
             f"{_fmt(r.get('fwd_tokens_per_s')):>10} {_fmt(r.get('fwd_bwd_tokens_per_s')):>13} "
+            f"{_fmt(r.get('ratio_sv4')):>7} {_fmt(r.get('roofline_fraction')):>5} "
             f"{_fmt(r.get('fwd_peak_mib')):>8} {_fmt(r.get('fwd_bwd_peak_mib')):>8}  {note}"
         )
 
@@ -259,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="timed repeats, median reported (default 3; quick 1)")
     p.add_argument("--timeout", type=float, help="seconds per cell before its child is killed")
     p.add_argument("--mem-limit-gib", type=float, default=8.0, help="kill a child above this resident set")
+    p.add_argument("--skip", nargs="*", default=[], help="cells to leave out, as executor:n (e.g. statevector:8)")
+    p.add_argument("--tokens", type=int, default=None, help="fixed batch per timed call (default: sized by target)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -293,13 +352,17 @@ def main(argv: list[str] | None = None) -> int:
         stop_note = ""
         for n in sizes:
             row = {"executor": name, "n": n, "wires": 2 * n, "options": options}
+            if f"{name}:{n}" in args.skip:
+                rows.append(row | {"status": "skipped", "note": "--skip"})
+                continue
             if n > max_n or stop_note:
                 rows.append(row | {"status": "skipped", "note": stop_note or f"n > {max_n} (too slow/large)"})
                 continue
             min_tokens = 1 if name == "aer-qnn" or 2 * n >= 20 else (2 if quick else 4)
             cfg = {"registry": registry, "options": options, "n": n, "threads": args.threads,
                    "min_tokens": min_tokens, "max_tokens": min(max_tokens, 64 if quick else max_tokens),
-                   "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4}  # fmt: skip
+                   "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4,
+                   "tokens": args.tokens}  # fmt: skip
             row |= _spawn(cfg, timeout, args.mem_limit_gib * 1024)
             rows.append(row)
             print(f"  {name} n={n}: {row['status']} {row.get('note', '')}", flush=True)
@@ -307,10 +370,11 @@ def main(argv: list[str] | None = None) -> int:
                 stop_note = f"not run: {row['status']} at n={n}"
 
     print()
+    _add_ratios(rows)  # the targets are ratios: absolute figures differ between machines and with load
     _print_table(rows)
     ratios = _ratios(rows)
     print(f"\nratio at n=4 (fwd+bwd tokens/s, exact torch / Aer): {ratios}")
-    settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats,
+    settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats, "tokens": args.tokens,
                 "timeout_s": timeout, "mem_limit_gib": args.mem_limit_gib,
                 "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')",
                 "forward": "torch.no_grad", "fwd_bwd": "sum().backward(), grads to inputs and weights",

@@ -8,41 +8,23 @@ import json
 import numpy as np
 import pytest
 import torch
-from qiskit import QuantumCircuit
-from qiskit.circuit import Parameter
 
-from analysis.engine import SkeletonBatch
+from analysis.engine import BPBatch
 from analysis.gradvar import REFERENCE_SLOPE, PointConfig, fit_slope, run_point, sample_gradients, variance_ci
 from analysis.results import StudyResult
-from circuits import z_observable
-from circuits.spec import CircuitSpec
 from qldm.cli import build_parser
 from qldm.commands import bp as cli_bp
 
 
-def _ry_spec() -> CircuitSpec:
-    theta = Parameter("theta")
-    qc = QuantumCircuit(1)
-    qc.ry(theta, 0)
-    return CircuitSpec(
-        circuit=qc,
-        input_params=(),
-        weight_params=(theta,),
-        observables=(z_observable([0], 1),),
-        data_qubits=(0,),
-        name="ry",
-    )
-
-
 def test_single_qubit_ry_known_variance():
-    # <Z> = cos(theta), d/dtheta = -sin(theta); theta ~ U[0, 2pi) gives Var = 1/2 exactly.
+    # H then RY(theta): <Z> = -sin(theta), d/dtheta = -cos(theta); theta ~ U[0, 2pi) gives Var = 1/2 exactly.
     n = 4000
-    batch = SkeletonBatch([_ry_spec()] * n)
-    theta = torch.as_tensor(np.random.default_rng(0).uniform(0, 2 * np.pi, (n, 1))).requires_grad_()
-    out = batch.expectation(theta)
-    torch.testing.assert_close(out, torch.cos(theta[:, 0]).detach())
-    (grad,) = torch.autograd.grad(out.sum(), theta)
-    torch.testing.assert_close(grad[:, 0], -torch.sin(theta[:, 0]).detach())
+    batch = BPBatch(axes=np.ones((n, 1, 1), dtype=int), observable="local")  # axis 1 = Y
+    theta = torch.as_tensor(np.random.default_rng(0).uniform(0, 2 * np.pi, (n, 1)))
+    torch.testing.assert_close(batch.expectation(theta), -torch.sin(theta[:, 0]))
+    grad = batch.first_gradient(theta)
+    torch.testing.assert_close(grad, -torch.cos(theta[:, 0]))
+    torch.testing.assert_close(batch.gradients(theta)[:, 0], grad)
     var, lo, hi = variance_ci(grad.numpy(), n_boot=300)
     assert lo < 0.5 < hi
     assert abs(var - 0.5) < 0.03
@@ -84,7 +66,7 @@ def test_exact_and_branch_sampled_agree():
     enumerated = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=16))  # all 16 patterns: exact
     sampled = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=8))
     assert exact.exact and enumerated.exact and not sampled.exact
-    assert exact.method == "statevector-autograd" and sampled.method == "branch-autograd"
+    assert exact.method == "statevector-tangent" and sampled.method == "branch-tangent"
     np.testing.assert_allclose(enumerated.first, exact.first, atol=1e-12)
     v_exact, lo_e, hi_e = variance_ci(exact.first, n_boot=300)
     v_br, lo_b, hi_b = variance_ci(sampled.first, n_boot=300)
