@@ -160,7 +160,7 @@ CASES: list[tuple[list[str], str]] = [
     # captioner-accuracy, fid-separation
     (["captioner-accuracy", "--root", "{tmp}/missing"], "missing"),
     (["captioner-accuracy", "--split", "bogus"], "invalid choice"),
-    (["fid-separation", "--n", "0"], "--n: must be >= 4"),
+    (["fid-separation", "--n", "4"], "--n: must be >= 8"),
     (["fid-separation", "--image-size", "0"], "--image-size: must be >= 1"),
     (["fid-separation", "--source", "{tmp}/missing", "--n", "8"], "not found"),
     # the top level
@@ -244,3 +244,18 @@ def test_offline_ibm_backend_says_network_or_credentials(tmp_path, capsys, monke
     monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Offline)
     line = _one_error_line(capsys, _exit_code(["hardware", "plan", "--backend", "ibm:ibm_torino", "--yes"]))
     assert "network" in line and "credentials" in line and "SECRET" not in line, line
+
+
+def test_failed_hardware_job_is_one_line_with_exit_1(capsys, monkeypatch):
+    import qldm.commands.circuit as circuit
+    from hardware.jobs import HardwareJobError
+
+    def fail(args):
+        raise HardwareJobError("job on aer (job job-3) failed after 4 attempt(s): TimeoutError: x; rerun to collect it")
+
+    monkeypatch.setattr(circuit, "run", fail)
+    code = main(["circuit"])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.err.strip().splitlines() == [
+        "qldm circuit: error: job on aer (job job-3) failed after 4 attempt(s): TimeoutError: x; rerun to collect it"
+    ]

@@ -400,3 +400,12 @@ def test_sample_caches_hardware_results_by_default_and_a_rerun_pays_nothing(tmp_
     off = tmp_path / "off"
     assert main([*argv[:-1], str(off), "--no-hardware-cache"]) == 0
     assert not (off / "hardware-cache").exists() and len(list((off / "images").iterdir())) == 2
+
+
+def test_plan_refuses_counts_below_one():
+    from qldm.models.config import ModelConfig, QFFNConfig
+
+    cfg = ModelConfig(quantum_blocks="bottleneck", qffn=QFFNConfig(n_qubits=2))
+    for bad in ({"shots": 0}, {"shots": -1}, {"max_pubs_per_job": 0}):
+        with pytest.raises(ValueError, match="counts >= 1"):
+            plan(cfg, "aer", total_steps=2, **bad)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import backend_name, finite_float, out_parent, positive_int, progress_parent
+from qldm.commands.common import (
+    backend_name,
+    finite_float,
+    nonnegative_int,
+    out_parent,
+    positive_int,
+    progress_parent,
+)
 
 
 def parents() -> list[argparse.ArgumentParser]:
@@ -26,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=positive_int, help="denoising steps (default: the run's sample.steps)")
     parser.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (default: the run's)")
     parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
-    parser.add_argument("--seed", type=int, default=0, help="image k (prompt by prompt) starts from seed SEED+k")
+    parser.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="image k (prompt by prompt) starts from seed SEED+k"
+    )
     parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits (statevector, tensornet, ...)")
     parser.add_argument(
         "--expect",
