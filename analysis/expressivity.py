@@ -24,11 +24,15 @@ __all__ = [
     "sensitivity_sweep",
     "schmidt_rank",
     "simulability",
+    "check_simulability_size",
     "contraction_width",
 ]
 
 
 # The conclusion the simulability study supports (printed by ``qldm expressivity`` and the notebook).
+INITS: tuple[str, ...] = ("uniform", "small")  # QuantumLayer's weight initialisations
+MAX_STATE_WIRES = 26  # widest exact state of the Schmidt-rank study (1 GiB of complex128)
+
 VERDICT = (
     "Bond dimension across a ring cut grows like 4**L and not with n: the Q-FFN at a fixed small depth "
     "(the original uses L=2) is an O(n) tensor-network contraction per token at any n, so it is classically "
@@ -96,6 +100,7 @@ def sensitivity(
     """
     from qldm.quantum.layer import QuantumLayer
 
+    _check_counts(inputs, weight_draws)
     spec = qffn_circuit(n_qubits, n_layers, ancillas=ancillas, readout=readout)
     executor = _executor(spec.num_qubits, max_exact_wires)
     torch.manual_seed(seed)
@@ -132,14 +137,31 @@ def sensitivity_sweep(
     progress: bool = True,
     **kw,
 ) -> list[SensitivityPoint]:
-    """:func:`sensitivity` for every combination (``kw`` passes ``inputs``, ``weight_draws``, ``seed``...)."""
+    """:func:`sensitivity` for every combination (``kw`` passes ``inputs``, ``weight_draws``, ``seed``...).
+
+    Raises:
+        ValueError: On an empty list, or (before any point runs) a bad ancilla mode, readout, init or count.
+    """
     from tqdm import tqdm
 
     combos = [(a, r, L, i, n) for a in ancillas for r in readouts for L in layers for i in inits for n in qubits]
+    if not combos:
+        raise ValueError("nothing to measure: qubits, ancillas, readouts, layers and inits must all be non-empty")
+    bad_inits = sorted(set(inits) - set(INITS))
+    if bad_inits:
+        raise ValueError(f"unknown init(s) {bad_inits}; choose from {INITS}")
+    for a, r, L, _, n in combos:  # every circuit is built once first: a bad one fails before the sweep runs
+        qffn_circuit(n, L, ancillas=a, readout=r)
+    _check_counts(kw.get("inputs", 64), kw.get("weight_draws", 3))
     return [
         sensitivity(n, n_layers=L, ancillas=a, readout=r, init=i, **kw)
-        for a, r, L, i, n in tqdm(combos, desc="sensitivity", unit="cfg", disable=not kw.pop("progress", True))
+        for a, r, L, i, n in tqdm(combos, desc="sensitivity", unit="cfg", disable=not progress)
     ]
+
+
+def _check_counts(inputs: int, weight_draws: int) -> None:
+    if inputs < 2 or weight_draws < 1:
+        raise ValueError(f"need inputs >= 2 (a spread) and weight_draws >= 1, got {inputs} and {weight_draws}")
 
 
 def schmidt_rank(state: np.ndarray, left: list[int], num_wires: int, tol: float = 1e-10) -> int:
@@ -152,6 +174,20 @@ def schmidt_rank(state: np.ndarray, left: list[int], num_wires: int, tol: float 
     return int((s > tol * s[0]).sum())
 
 
+def check_simulability_size(n_qubits: int, *, ancillas: str = "per-qubit") -> None:
+    """Refuse, before allocating anything, a :func:`simulability` state wider than ``MAX_STATE_WIRES``.
+
+    Raises:
+        ValueError: Naming the width and the memory it would take.
+    """
+    wires = qffn_circuit(n_qubits, 1, ancillas=ancillas).num_qubits
+    if wires > MAX_STATE_WIRES:
+        raise ValueError(
+            f"the Schmidt-rank study of n_qubits={n_qubits} needs a {wires}-wire statevector "
+            f"({16 * 2.0**wires / 2**30:.3g} GiB); at most {MAX_STATE_WIRES} wires, use fewer qubits"
+        )
+
+
 def simulability(n_qubits: int, layers: list[int], *, ancillas: str = "per-qubit", seed: int = 0) -> list[dict]:
     """Bond dimension of the Q-FFN state against layers.
 
@@ -161,9 +197,13 @@ def simulability(n_qubits: int, layers: list[int], *, ancillas: str = "per-qubit
 
     Returns:
         One dict per L: ``{"n_layers", "schmidt_rank", "max_rank", "wires"}``.
+
+    Raises:
+        ValueError: If the state would be wider than ``MAX_STATE_WIRES`` (refused before allocating it).
     """
     from qiskit.quantum_info import Statevector
 
+    check_simulability_size(n_qubits, ancillas=ancillas)
     rng = np.random.default_rng(seed)
     out = []
     for L in layers:

@@ -85,6 +85,20 @@ class PointConfig:
                 f"need n_qubits >= 2, n_layers >= 1, samples >= 2, branches >= 1; got {self.n_qubits}, "
                 f"{self.n_layers}, {self.samples}, {self.branches}"
             )
+        # Refuse by size before anything is allocated: one state of the widest statevector must fit the budget, or
+        # 1 GiB when the budget is smaller (a tiny budget only forces the shift rule, which runs one state at a
+        # time). Ancilla designs past max_exact_wires are branch-sampled on the data wires; qffn then uses tensornet.
+        n = self.n_qubits
+        wires = {"none": n, "per-qubit": 2 * n, "shared": n + 1, "qffn": 2 * n}[self.design]
+        if wires > self.max_exact_wires:
+            wires = 0 if self.design == "qffn" else n
+        need, limit = 16 * 2.0**wires, max(self.memory_bytes, 1 << 30)  # complex128 amplitudes
+        if need > limit:
+            raise ValueError(
+                f"design {self.design!r} with n_qubits={n} needs a {wires}-wire statevector ({need / 2**30:.3g} GiB "
+                f"per circuit), over the limit of {limit / 2**30:.3g} GiB; use fewer qubits or raise the memory "
+                "budget (--memory-gb)"
+            )
 
     @property
     def key(self) -> str:

@@ -17,6 +17,7 @@ Nothing here builds a backend or a service at import time.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,9 @@ def _service() -> Any:
             "no IBM Quantum credentials: set QISKIT_IBM_TOKEN (and QISKIT_IBM_CHANNEL/QISKIT_IBM_INSTANCE), "
             f"or save an account with QiskitRuntimeService.save_account() (looked for {account})"
         )
+    runtime_log = logging.getLogger("qiskit_ibm_runtime")
+    level = runtime_log.level
+    runtime_log.setLevel(logging.ERROR)  # its "loading account" warning would be a second line before ours
     try:
         if token:
             kwargs: dict[str, Any] = {"token": token}
@@ -119,11 +123,15 @@ def _service() -> Any:
             return QiskitRuntimeService(**kwargs)
         return QiskitRuntimeService(filename=str(account))
     except Exception as err:  # noqa: BLE001 - any service failure becomes one clear line
-        # The message of the original error is not repeated: some service errors echo request headers.
+        # The message of the original error is not repeated: some service errors echo request headers. Offline,
+        # the service cannot tell a dropped network from a rejected token, so the line names both.
         raise CredentialsError(
-            f"could not open QiskitRuntimeService with the configured credentials ({type(err).__name__}); "
-            "check QISKIT_IBM_TOKEN/QISKIT_IBM_CHANNEL/QISKIT_IBM_INSTANCE or the saved account"
+            f"could not open QiskitRuntimeService ({type(err).__name__}): no network connection to IBM Quantum, "
+            "or the credentials were rejected; check the network and QISKIT_IBM_TOKEN/QISKIT_IBM_CHANNEL/"
+            "QISKIT_IBM_INSTANCE or the saved account"
         ) from None
+    finally:
+        runtime_log.setLevel(level)
 
 
 def parse_backend_name(name: str, *, kinds: tuple[str, ...] = ("aer", "aer-noise", "fake", "ibm")) -> tuple[str, str]:

@@ -10,8 +10,11 @@ Inference only: hardware results carry no gradient. When autograd would want one
 detached tensor and warns once (sampling loops often run with a ``requires_grad`` weight outside ``no_grad``;
 raising there would break them, while a silent zero gradient in training is what the warning is for).
 
-A results cache on disk, keyed by (transpiled circuit, parameter values, options), makes a repeated or resumed
-run free: only missing PUBs are submitted. Every job id is logged at INFO level; no credential is ever logged.
+With a ``cache_dir``, every PUB is paid for at most once (see :mod:`hardware.jobs`): each job's results enter the
+cache (keyed by transpiled circuit, parameter values and options) as that job finishes, each job id is journaled
+durably in ``<cache_dir>/jobs.jsonl`` right after submission, and a rerun collects a journaled ``ibm:`` job from the
+service instead of submitting it again (Aer and local-testing-mode jobs die with the process). A failed
+``job.result()`` polls the same job. Every job id is logged at INFO level; no credential is ever logged.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import hashlib
 import json
 import logging
 import math
-import time
+import uuid
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +35,7 @@ import torch
 from circuits.spec import CircuitSpec
 from hardware.ancilla import all_patterns, branch_parameter_values
 from hardware.backends import ResolvedBackend, resolve_backend
+from hardware.jobs import HardwareJobError, JobJournal, JobRunner, ResultCache
 from hardware.primitives import EstimatorFactory, EstimatorKind, Resilience, make_estimator
 from hardware.transpile import Transpiled, Transpiler
 from qldm.quantum.executor import Executor, Program
@@ -39,13 +44,6 @@ __all__ = ["RuntimeExecutor", "HardwareJobError"]
 
 log = logging.getLogger(__name__)
 Mode = Literal["job", "batch", "session"]
-
-
-class HardwareJobError(RuntimeError):
-    """A job failed after all retries."""
-
-
-_TRANSIENT_OK = (ValueError, TypeError, KeyError)  # programming/input errors: never retried
 
 
 class RuntimeExecutor(Executor):
@@ -60,9 +58,11 @@ class RuntimeExecutor(Executor):
         mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it).
         max_pubs_per_job: Split jobs beyond this many PUBs.
         max_parameter_sets_per_pub: Split a PUB's parameter array beyond this many rows.
-        retries: Re-submissions after a transient failure; waits ``backoff * 2**attempt`` seconds.
+        retries: Further attempts after a transient failure (polling the same job when it was submitted); waits
+            ``backoff * 2**attempt`` seconds.
         backoff: Base wait in seconds.
-        cache_dir: Directory for the transpiled-circuit and results caches (``None``: memory only).
+        cache_dir: Directory for the transpiled-circuit cache, the results cache and the job journal
+            (``jobs.jsonl``); ``None``: memory only, nothing survives the process.
         ancilla_elimination: Run the ancilla-free branch ensemble instead of the faithful circuit.
         max_branches: With ancilla elimination, enumerate all ``2**k`` patterns if at most this many, else
             sample this many uniformly (torch global RNG) per call.
@@ -70,6 +70,12 @@ class RuntimeExecutor(Executor):
         layout_candidates: Calibration-ranked layouts tried (see :class:`hardware.transpile.Transpiler`).
         estimator: ``"auto"``, ``"executor"`` or ``"v2"`` (see :mod:`hardware.primitives`).
         estimator_factory: Replaces primitive construction, ``(mode, options) -> estimator`` (tests, custom).
+        job_retriever: ``job_id -> job`` that collects a journaled job from its service; default: the service's
+            ``job`` for ``ibm:`` backends, none for the others (their jobs die with the process).
+
+    Attributes:
+        jobs_submitted: Jobs this executor submitted (paid for); collected journaled jobs are not counted.
+        job_ids: Ids of the jobs submitted or collected, in order.
 
     Raises:
         ValueError: On bad option values.
@@ -97,6 +103,7 @@ class RuntimeExecutor(Executor):
         layout_candidates: int = 3,
         estimator: EstimatorKind = "auto",
         estimator_factory: EstimatorFactory | None = None,
+        job_retriever: Callable[[str], Any] | None = None,
     ) -> None:
         if mode not in ("job", "batch", "session"):
             raise ValueError(f"mode must be 'job', 'batch' or 'session', got {mode!r}")
@@ -124,12 +131,29 @@ class RuntimeExecutor(Executor):
             cache_dir=self.cache_dir,
         )
         self._mode_obj: Any = None
-        self.jobs_submitted = 0
-        self.job_ids: list[str] = []
+        self.results = ResultCache(self.cache_dir)
+        if job_retriever is None and self.resolved.kind == "ibm" and self.resolved.service is not None:
+            job_retriever = self.resolved.service.job  # IBM jobs outlive the process: a rerun collects them
+        self.runner = JobRunner(
+            submit=lambda pubs: self._primitive().run(pubs),
+            retrieve=job_retriever,
+            journal=JobJournal(None if self.cache_dir is None else self.cache_dir / "jobs.jsonl"),
+            backend=self.resolved.name,
+            retries=self.retries,
+            backoff=self.backoff,
+        )
+
+    @property
+    def jobs_submitted(self) -> int:
+        return self.runner.submitted
+
+    @property
+    def job_ids(self) -> list[str]:
+        return self.runner.job_ids
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict:
-        """Every constructor option but ``estimator_factory``, JSON-able:
+        """Every constructor option but ``estimator_factory`` and ``job_retriever``, JSON-able:
         ``RuntimeExecutor(**{k: v for k, v in d.items() if k != "name"})`` rebuilds the executor."""
         return {
             "name": self.name,
@@ -180,37 +204,34 @@ class RuntimeExecutor(Executor):
             return self.estimator_factory(self._mode(), opts)
         return make_estimator(self.resolved, self._mode(), **opts)
 
-    def submit(self, pubs: list[tuple]) -> list[np.ndarray]:
-        """Run PUBs in as few jobs as the limits allow, with retries; returns each PUB's ``evs``."""
+    def submit(self, pubs: Sequence[tuple], keys: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Run PUBs in as few jobs as the limits allow, each job paid for at most once; returns each PUB's ``evs``.
+
+        Args:
+            pubs: The PUBs, in order.
+            keys: Results-cache key of each PUB. With keys, each job's results enter the cache the moment that job
+                finishes, and the job is journaled under a key derived from its PUBs' keys, so a rerun of the same
+                missing PUBs collects the journaled job instead of paying for it again.
+
+        Raises:
+            HardwareJobError: A job failed after all retries (the message names its id; a rerun collects it).
+            ValueError, TypeError, KeyError: Input errors from the primitive, never retried.
+        """
+        if keys is not None and len(keys) != len(pubs):
+            raise ValueError(f"got {len(keys)} keys for {len(pubs)} PUBs")
         out: list[np.ndarray] = []
         for start in range(0, len(pubs), self.max_pubs_per_job):
-            chunk = pubs[start : start + self.max_pubs_per_job]
-            for attempt in range(self.retries + 1):
-                try:
-                    job = self._primitive().run(chunk)
-                    self.jobs_submitted += 1
-                    job_id = job.job_id() if hasattr(job, "job_id") else "n/a"
-                    self.job_ids.append(str(job_id))
-                    log.info("submitted job %s on %s with %d PUB(s)", job_id, self.resolved.name, len(chunk))
-                    result = job.result()
-                    out.extend(np.asarray(r.data.evs, dtype=float) for r in result)
-                    break
-                except _TRANSIENT_OK:
-                    raise
-                except Exception as err:  # noqa: BLE001 - transient service/simulator failures are retried
-                    if attempt == self.retries:
-                        raise HardwareJobError(
-                            f"job on {self.resolved.name} failed after {attempt + 1} attempt(s): {type(err).__name__}"
-                        ) from err
-                    wait = self.backoff * 2**attempt
-                    log.warning(
-                        "job on %s failed (%s); retry %d in %.1fs",
-                        self.resolved.name,
-                        type(err).__name__,
-                        attempt + 1,
-                        wait,
-                    )
-                    time.sleep(wait)
+            chunk = list(pubs[start : start + self.max_pubs_per_job])
+            if keys is None:
+                job_key = uuid.uuid4().hex  # nothing to match a rerun against: never collected
+            else:
+                job_key = hashlib.sha256("".join(keys[start : start + len(chunk)]).encode()).hexdigest()[:32]
+            result = self.runner.run(job_key, chunk)
+            evs = [np.asarray(r.data.evs, dtype=float) for r in result]
+            if keys is not None:
+                for key, ev in zip(keys[start : start + len(chunk)], evs):
+                    self.results.put(key, ev)  # as this job finishes: a later failure keeps it
+            out.extend(evs)
         return out
 
 
@@ -300,28 +321,17 @@ class _RuntimeProgram(Program):
                     pub = (t.circuit, obs, rows) if precision is None else (t.circuit, obs, rows, precision)
                     todo.append((len(results) - 1, key, pub))
         if todo:
-            evs = ex.submit([pub for _, _, pub in todo])
-            for (slot, key, _), ev in zip(todo, evs):
+            evs = ex.submit(
+                [pub for _, _, pub in todo], keys=[key for _, key, _ in todo]
+            )  # caches each job's results as it finishes
+            for (slot, _, _), ev in zip(todo, evs):
                 results[slot] = ev
-                self._store(key, ev)
         per_pub = [np.asarray(r).reshape(self.spec.num_outputs, -1).T for r in results]  # (rows, n_obs) each
         stacked = np.concatenate(per_pub, axis=0)  # (n_branches * B, n_obs), branch-major
         return stacked.reshape(-1, inputs.shape[0], self.spec.num_outputs).mean(axis=0)  # (B, n_obs)
 
     def _load(self, key: str) -> np.ndarray | None:
-        d = self.executor.cache_dir
-        path = d / "results" / f"{key}.npy" if d is not None else None
-        return np.load(path) if path is not None and path.is_file() else None
-
-    def _store(self, key: str, ev: np.ndarray) -> None:
-        d = self.executor.cache_dir
-        if d is None:
-            return
-        path = d / "results" / f"{key}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, np.asarray(ev, dtype=float))
-        tmp.replace(path)
+        return self.executor.results.get(key)  # a damaged entry reads as missing and is recomputed
 
     def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) and not self._warned:

@@ -198,12 +198,19 @@ def plan(
         ``JOB_OVERHEAD_S`` + shots x (scheduled circuit duration + ``REP_DELAY_S``)), not a measurement.
 
     Raises:
-        ValueError: On bad selectors, or a circuit wider than the device.
+        ValueError: On bad selectors, counts below 1, or a circuit wider than the device.
     """
     from circuits import qffn_circuit
     from hardware.emulator import _duration
     from hardware.transpile import Transpiler
 
+    counts = {"shots": shots, "max_branches": max_branches, "max_parameter_sets_per_pub": max_parameter_sets_per_pub}
+    counts["max_pubs_per_job"] = max_pubs_per_job
+    bad = {k: v for k, v in counts.items() if v < 1}
+    if bad:
+        raise ValueError(f"plan needs counts >= 1, got {bad}")
+    if blocks not in ("bottleneck", "all"):
+        raise ValueError(f"blocks must be 'bottleneck' or 'all', got {blocks!r}")
     chosen = parse_steps(steps, total_steps)
     spec = qffn_circuit(
         model_cfg.qffn.n_qubits,

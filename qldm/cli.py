@@ -3,6 +3,10 @@
 A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``run(args) -> int`` and, optionally,
 ``parents() -> list[ArgumentParser]``: the shared option sets of :mod:`qldm.commands.common` it takes
 (``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command.
+
+Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk)
+and a hardware job that failed after its retries each end the command with one line on stderr, ``qldm CMD: error:
+...``, and exit code 2 (1 for a failed hardware job); the global ``--debug`` flag shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 __all__ = ["main", "COMMANDS"]
 
@@ -42,8 +47,27 @@ def _load(name: str):
         raise
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _version() -> str:
+    from qldm import __version__
+
+    return f"qldm {__version__}"
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qldm", description="Hybrid quantum-classical latent diffusion on Qiskit.")
+    parser = _Parser(prog="qldm", description="Hybrid quantum-classical latent diffusion on Qiskit.")
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
@@ -67,16 +91,36 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"qldm {args.command}: this command is not available in this build", file=sys.stderr)
         return 2
+    if args.debug:
+        return int(module.run(args) or 0)  # tracebacks as they are
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        # Configuration and input errors (all raised as ValueError subclasses or OS path errors) get one clear
-        # line, not a traceback. Anything else is a bug and keeps its traceback.
-        print(f"qldm {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"qldm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - sorted below: expected errors are one line, bugs re-raised
+        message, code = _expected_error(err)
+        if message is None:
+            raise
+        print(f"qldm {args.command}: error: {message}", file=sys.stderr)
+        return code
+
+
+def _expected_error(err: Exception) -> tuple[str | None, int]:
+    """``(one-line message, exit code)`` of an error a user can fix, ``(None, 0)`` for a bug (keeps its traceback).
+
+    Input and configuration errors are ``ValueError`` (or a subclass); OS errors name the path; a hardware job
+    that failed after its retries says how to collect it.
+    """
+    if isinstance(err, OSError):
+        where = f": {err.filename}" if err.filename else ""
+        return _one_line(f"{err.strerror or err}{where}"), 2
+    if isinstance(err, ValueError):
+        return _one_line(err), 2
+    jobs = sys.modules.get("hardware.jobs")  # loaded only if a job ran; never imported here (it builds on qldm)
+    if jobs is not None and isinstance(err, jobs.HardwareJobError):
+        return _one_line(err), 1
+    return None, 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qldm.config_io import check_choices, from_dict, parse_value, to_dict
+from qldm.config_io import bounded, check_fields, from_dict, parse_value, to_dict
 from qldm.models.config import ModelConfig
 
 __all__ = [
@@ -49,9 +49,9 @@ class DataConfig:
     """
 
     source: str = "procedural"
-    image_size: int = 32
-    limit: int | None = None
-    seed: int = 0
+    image_size: int = bounded(32, ge=1)
+    limit: int | None = bounded(None, ge=1)
+    seed: int = bounded(0, ge=0)
     captions: str = "auto"
     holdout: tuple[str, ...] = ()
 
@@ -64,28 +64,28 @@ class TrainConfig:
     is never applied to lambda. ``max_steps`` (if set) stops training early, which the tests and demo use.
     """
 
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 32
-    lr_classical: float = 1e-4
-    lr_quantum: float = 5e-4
-    lr_gate: float = 1e-6
-    weight_decay: float = 1e-2
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    epochs: int = bounded(10, ge=1)
+    max_steps: int | None = bounded(None, ge=1)
+    batch_size: int = bounded(32, ge=1)
+    lr_classical: float = bounded(1e-4, ge=0)
+    lr_quantum: float = bounded(5e-4, ge=0)
+    lr_gate: float = bounded(1e-6, ge=0)  # 0 freezes lambda
+    weight_decay: float = bounded(1e-2, ge=0)
+    warmup_steps: int = bounded(500, ge=0)
+    grad_clip: float = bounded(1.0, ge=0)  # 0: no clipping
+    ema_decay: float = bounded(0.999, ge=0, lt=1)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     gradient_checkpointing: bool = False
-    seed: int = 0
-    sample_every: int = 1
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    num_workers: int = 0
-    vae_epochs: int = 5
-    vae_lr: float = 1e-3
-    vae_batch_size: int = 32
-    vae_kl_weight: float = 1e-6
+    seed: int = bounded(0, ge=0)
+    sample_every: int = bounded(1, ge=1)
+    checkpoint_every: int = bounded(0, ge=0)  # steps between checkpoints; 0: only at epoch ends
+    keep_checkpoints: int = bounded(2, ge=1)
+    log_every: int = bounded(10, ge=1)
+    num_workers: int = bounded(0, ge=0)
+    vae_epochs: int = bounded(5, ge=1)
+    vae_lr: float = bounded(1e-3, gt=0)
+    vae_batch_size: int = bounded(32, ge=1)
+    vae_kl_weight: float = bounded(1e-6, ge=0)
     vae_pretrained: str = ""
     vae_crop: int = 0  # train the (fully convolutional) VAE on random crops of this side; 0 = whole images
 
@@ -94,8 +94,8 @@ class TrainConfig:
 class SampleConfig:
     """Sampling settings for the per-epoch grids and ``qldm sample`` defaults."""
 
-    steps: int = 25
-    guidance: float = 3.0
+    steps: int = bounded(25, ge=1)
+    guidance: float = bounded(3.0, ge=0)
     scheduler: Literal["ddim", "dpm++", "ddpm"] = "ddim"
     prompts: tuple[str, ...] = (
         "anime face, blue hair, long hair",
@@ -103,7 +103,7 @@ class SampleConfig:
         "anime face, blonde hair, twintails",
         "anime face, green hair, long hair",
     )
-    seeds: tuple[int, ...] = (0, 1)  # one row of len(seeds) images per prompt; seed s drives a whole row
+    seeds: tuple[int, ...] = bounded((0, 1), ge=0)  # one row of len(seeds) images per prompt; seed s drives a whole row
 
 
 @dataclass(frozen=True)
@@ -120,33 +120,20 @@ class RunConfig:
         """Check cross-field constraints; return self. Raises ValueError naming the first problem."""
         self.model.validate()
         for section in ("data", "train", "sample"):
-            check_choices(getattr(self, section), prefix=f"{section}.")
+            check_fields(getattr(self, section), prefix=f"{section}.")  # choices, types and declared ranges
         if self.model.image_size != self.data.image_size:
             raise ValueError(
                 f"model.image_size={self.model.image_size} differs from data.image_size={self.data.image_size}"
             )
-        t = self.train
-        for key in (
-            "epochs",
-            "batch_size",
-            "vae_batch_size",
-            "sample_every",
-            "log_every",
-            "keep_checkpoints",
-        ):
-            if getattr(t, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-        if t.max_steps is not None and t.max_steps < 1:
-            raise ValueError(f"train.max_steps must be >= 1 or None, got {t.max_steps}")
-        if not 0.0 <= t.ema_decay < 1.0:
-            raise ValueError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
-        for key in ("lr_classical", "lr_quantum", "lr_gate", "vae_lr", "weight_decay", "grad_clip"):
-            if getattr(t, key) < 0:
-                raise ValueError(f"train.{key} must be >= 0, got {getattr(t, key)}")
-        if self.sample.steps < 1:
-            raise ValueError(f"sample.steps must be >= 1, got {self.sample.steps}")
-        if self.data.limit is not None and self.data.limit < 1:
-            raise ValueError(f"data.limit must be >= 1 or None, got {self.data.limit}")
+        if not self.sample.prompts or any(not p.strip() for p in self.sample.prompts):
+            raise ValueError(f"sample.prompts must be non-empty strings, got {self.sample.prompts!r}")
+        if not self.sample.seeds:
+            raise ValueError("sample.seeds needs at least one seed")
+        if self.data.holdout and self.data.source != "procedural":
+            raise ValueError(
+                f"data.holdout={list(self.data.holdout)} only applies to procedural data, not data.source="
+                f"{self.data.source!r}; clear it with --set data.holdout=none"
+            )
         for combo in self.data.holdout:
             if combo.count("/") != 1:
                 raise ValueError(f"data.holdout entries are 'colour/style', got {combo!r}")
@@ -245,11 +232,14 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
     Raises:
         FileNotFoundError: If there is no such file.
-        ValueError: If it holds unknown keys.
+        ValueError: Naming the file, if it is not valid JSON, holds unknown keys or fails validation.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "run_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no run config at {path}")
-    return config_from_dict(json.loads(path.read_text()))
+    try:
+        return config_from_dict(json.loads(path.read_text())).validate()
+    except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError; a non-dict section a TypeError
+        raise ValueError(f"run config {path}: {err}") from None

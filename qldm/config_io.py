@@ -1,17 +1,28 @@
-"""Generic helpers for the frozen config dataclasses: choice checks, dict I/O and command-line value parsing.
+"""Generic helpers for the frozen config dataclasses: field checks, dict I/O and command-line value parsing.
 
-Every config class (``QFFNConfig``, ``ModelConfig``, the run sections) declares its choices as ``Literal`` types;
-the helpers here read those types, so no list of valid values is written twice.
+Every config class (``QFFNConfig``, ``ModelConfig``, the run sections) declares its choices as ``Literal`` types and
+its numeric ranges as field metadata (:func:`bounded`); :func:`check_fields`, the one generic validator, reads both
+together with the field types, so no valid value or range is written twice and no field needs its own ``if``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar
 
-__all__ = ["literal_choices", "check_choices", "to_dict", "from_dict", "parse_value"]
+__all__ = [
+    "Range",
+    "bounded",
+    "literal_choices",
+    "check_choices",
+    "check_fields",
+    "to_dict",
+    "from_dict",
+    "parse_value",
+]
 
 T = TypeVar("T")
 
@@ -55,6 +66,101 @@ def check_choices(obj: Any, *, prefix: str = "") -> None:
         if choices is None or value in choices or (value is None and _is_union(hints[f.name])):
             continue
         raise ValueError(f"{prefix}{f.name}={value!r} is not one of {list(choices)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The closed or open bounds a number (or every item of a tuple of numbers) must lie within."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def contains(self, value: float) -> bool:
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
+
+    def describe(self) -> str:
+        """E.g. ``">= 1"``, ``"in [0, 1)"``."""
+        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else None
+        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else None
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return f"{'>=' if low[0] == '[' else '>'} {low[1:]}"
+        return f"{'<=' if high[-1] == ']' else '<'} {high[:-1]}" if high else "any number"
+
+
+def bounded(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field with ``default`` whose value (or each tuple item) :func:`check_fields` keeps in range."""
+    return dataclasses.field(default=default, metadata={"range": Range(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+def _type_problem(value: Any, tp: Any) -> str | None:
+    """What is wrong with ``value`` as a ``tp`` (``None`` if nothing): the scalar and tuple types configs use."""
+    if _is_union(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(value, a) for a in args if a is not type(None)]
+        return None if any(p is None for p in problems) else problems[0]
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return None  # check_choices names the choices
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return "a tuple"
+        inner = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+        return next((p for p in (_type_problem(v, inner) for v in value) if p), None)
+    if tp is bool:
+        return None if isinstance(value, bool) else "a bool"
+    if tp is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an int"
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "a float"
+        return None if math.isfinite(value) else "a finite float"
+    if tp is str:
+        return None if isinstance(value, str) else "a string"
+    return None  # nested sections are checked by their own validate()
+
+
+def check_fields(obj: Any, *, prefix: str = "") -> None:
+    """The one generic check of a config dataclass: every field's choices, type (floats finite) and range.
+
+    Args:
+        obj: A dataclass instance whose fields may carry ``Literal`` types and :func:`bounded` ranges.
+        prefix: Prepended to field names in the message (e.g. ``"train."``).
+
+    Raises:
+        ValueError: ``"<prefix><field> must be ..., got <value>"`` for the first bad field.
+    """
+    check_choices(obj, prefix=prefix)
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        problem = _type_problem(value, hints[f.name])
+        if problem:
+            raise ValueError(f"{prefix}{f.name} must be {problem}, got {value!r}")
+        bounds = f.metadata.get("range")
+        if bounds is None or value is None:
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            if not bounds.contains(item):
+                each = " (each item)" if isinstance(value, tuple) else ""
+                raise ValueError(f"{prefix}{f.name} must be {bounds.describe()}{each}, got {value!r}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -104,7 +210,8 @@ def from_dict(cls: type[T], raw: dict[str, Any], *, where: str | None = None) ->
 def parse_value(text: str, tp: Any, key: str) -> Any:
     """Parse the command-line text ``text`` as a value of the field type ``tp``.
 
-    Tuples are comma-separated; ``none`` (or an empty string) sets an optional field to None.
+    Tuples are comma-separated (``none`` or an empty string: the empty tuple); ``none`` (or an empty string) sets
+    an optional field to None.
 
     Raises:
         ValueError: One line naming ``key`` and the expected type or choices.
@@ -126,6 +233,8 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
                 return choice
         raise ValueError(f"{key}={text!r} is not one of {list(args)}")
     if origin is tuple:
+        if text.strip().lower() in ("none", ""):
+            return ()  # an empty tuple: "--set data.holdout=none" clears it
         inner = args[0] if args else str
         return tuple(parse_value(t.strip(), inner, key) for t in text.split(",") if t.strip())
     if tp is bool:

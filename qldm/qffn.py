@@ -14,7 +14,7 @@ from torch import nn
 
 from circuits.qffn import AncillaMode, Readout, qffn_circuit
 from circuits.spec import CircuitSpec
-from qldm.config_io import check_choices
+from qldm.config_io import bounded, check_fields
 from qldm.quantum.executor import Executor
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.registry import EXECUTORS, make_executor
@@ -54,8 +54,8 @@ class QFFNConfig:
     Options that do not apply to the chosen executor are ignored (see :meth:`executor_options`).
     """
 
-    n_qubits: int = 4
-    n_layers: int = 2
+    n_qubits: int = bounded(4, ge=1)
+    n_layers: int = bounded(2, ge=1)
     ancillas: AncillaMode = "per-qubit"
     readout: Readout = "ring"
     branch: Literal["quantum", "mlp", "shuffled"] = "quantum"
@@ -64,8 +64,8 @@ class QFFNConfig:
     weight_init: Literal["uniform", "small"] = "uniform"
     executor: str = "statevector"
     executor_dtype: Literal["float32", "float64"] = "float32"
-    executor_chunk_size: int | None = None
-    branch_samples: int = 1
+    executor_chunk_size: int | None = bounded(None, ge=1)
+    branch_samples: int = bounded(1, ge=1)
     tn_optimize: str = "greedy"
 
     @property
@@ -103,14 +103,9 @@ class QFFNConfig:
         Raises:
             ValueError: Naming the first bad field (as ``qffn.<field>``) and what would be valid.
         """
-        check_choices(self, prefix="qffn.")
-        for name in ("n_qubits", "n_layers", "branch_samples"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"qffn.{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_fields(self, prefix="qffn.")  # choices, types (floats finite) and the declared ranges
         if self.executor not in EXECUTORS:  # the registry is the one list of executor names
             raise ValueError(f"qffn.executor={self.executor!r} is not one of {sorted(EXECUTORS)}")
-        if self.executor_chunk_size is not None and self.executor_chunk_size < 1:
-            raise ValueError(f"qffn.executor_chunk_size must be >= 1 or None, got {self.executor_chunk_size}")
         if check_executor:
             executor = self.make_executor()
             spec = self.spec()

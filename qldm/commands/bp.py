@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import backend_name, int_list, out_parent
+from qldm.commands.common import (
+    backend_name,
+    int_at_least,
+    int_list,
+    nonnegative_int,
+    out_parent,
+    positive_float,
+    positive_int,
+    progress_parent,
+    reading,
+)
 
 __all__ = ["add_arguments", "parents", "run"]
 
 
 def parents() -> list[argparse.ArgumentParser]:
-    return [out_parent(help="result JSON; the PNG goes next to it", default="bp_result.json")]
+    return [out_parent(help="result JSON; the PNG goes next to it", default="bp_result.json"), progress_parent()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,15 +28,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn")
     parser.add_argument("--qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
     parser.add_argument("--layers", type=int_list, default=[5, 50], help="layer counts, e.g. 5,50,500")
-    parser.add_argument("--samples", type=int, default=100, help="random circuits per point")
+    parser.add_argument("--samples", type=int_at_least(2), default=100, help="random circuits per point (>= 2)")
     parser.add_argument("--observable", default="z0z1", choices=["z0z1", "global", "local"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--pooled", action="store_true", help="also the variance pooled over all parameters")
-    parser.add_argument("--branches", type=int, default=8, help="sampled ancilla patterns per circuit past reach")
-    parser.add_argument("--max-exact-wires", type=int, default=20, help="widest exact statevector")
-    parser.add_argument("--memory-gb", type=float, default=1.0, help="autograd state budget before shift rule")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
-    parser.add_argument("--budget-s", type=float, default=None, help="stop starting new points after this time")
+    parser.add_argument(
+        "--branches", type=positive_int, default=8, help="sampled ancilla patterns per circuit past reach"
+    )
+    parser.add_argument("--max-exact-wires", type=positive_int, default=20, help="widest exact statevector")
+    parser.add_argument(
+        "--memory-gb",
+        type=positive_float,
+        default=1.0,
+        help="memory budget: autograd's stored states before the shift rule; a point whose single statevector "
+        "exceeds it is refused",
+    )
+    parser.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the intervals")
+    parser.add_argument(
+        "--budget-s", type=positive_float, default=None, help="stop starting new points after this time"
+    )
     parser.add_argument(
         "--noise", default=None, help="aer-noise:<FakeName> or fake:<FakeName>: that device's noise model (Aer)"
     )
@@ -67,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     if args.resume and out.exists():
-        result = StudyResult.load(out)
+        with reading(out):
+            result = StudyResult.load(out)
         if result.settings.get("observable") != args.observable or result.settings.get("noise") != args.noise:
             raise ValueError(f"{out} was run with other observable/noise settings; use another --out")
         result.settings = {**result.settings, **settings}
@@ -85,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
         max_exact_wires=args.max_exact_wires,
         memory_bytes=int(args.memory_gb * 2**30),
     )
-    skipped = run_study(result, configs, n_boot=args.bootstrap, noise=args.noise, budget_s=args.budget_s, out=out)
+    skipped = run_study(
+        result,
+        configs,
+        n_boot=args.bootstrap,
+        noise=args.noise,
+        budget_s=args.budget_s,
+        out=out,
+        progress=not args.no_progress,
+    )
     png = out.with_suffix(".png")
     title = f"Gradient variance, O={args.observable}" + (f", noise {args.noise}" if args.noise else "")
     plot_variance(result, png, title=title)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from qldm.commands.common import progress_parent
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [progress_parent()]
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="anime-faces-64 folder (default: $QLDM_ANIME_FACES or ../shared/data)")

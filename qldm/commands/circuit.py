@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from qldm.commands.common import nonnegative_int, positive_int, progress_parent
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [progress_parent()]  # accepted like everywhere; building a circuit shows no progress bar
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=["qffn", "bp"], default="qffn", help="circuit family")
-    parser.add_argument("--n-qubits", type=int, default=4, help="data qubits")
-    parser.add_argument("--layers", type=int, default=2, help="layers")
+    parser.add_argument("--n-qubits", type=positive_int, default=4, help="data qubits")
+    parser.add_argument("--layers", type=positive_int, default=2, help="layers")
     parser.add_argument("--ancillas", default="per-qubit", help="per-qubit | shared | none")
     parser.add_argument("--readout", default="ring", help="qffn only: ring | local")
     parser.add_argument("--observable", default="z0z1", help="bp only: z0z1 | global | local")
-    parser.add_argument("--seed", type=int, default=0, help="bp only: seed of the random gate axes")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="bp only: seed of the random gate axes")
     parser.add_argument("--qpy", help="write the circuit as QPY to this path")
     parser.add_argument("--qasm3", help="write the circuit as OpenQASM 3 to this path")
     parser.add_argument("--draw", help="draw the circuit (matplotlib) to this PNG path")

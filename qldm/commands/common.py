@@ -8,21 +8,35 @@ The options mean the same in every command:
 - ``--no-progress``: no progress bars.
 
 A command module lists the parents it wants in ``parents()``; :mod:`qldm.cli` builds its subparser from them.
+Number options are checked by their argparse ``type`` (:func:`positive_int`, :func:`nonnegative_int`,
+:func:`finite_float`, ...), so a bad value is refused where it is parsed, before anything runs. :func:`reading`
+turns a damaged or unreadable input file into one ``ValueError`` line naming it.
+
 Imported while the parser is built, so it stays cheap: no torch, qiskit or model imports at module level.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
     "backend_name",
     "config_parent",
+    "finite_float",
+    "int_at_least",
     "int_list",
+    "nonnegative_int",
     "out_parent",
+    "positive_float",
+    "positive_int",
     "progress_parent",
+    "reading",
     "resolve_config",
+    "unit_float",
     "word_list",
 ]
 
@@ -92,11 +106,61 @@ def backend_name(name: str, *, kinds: tuple[str, ...] = ("aer", "aer-noise", "fa
     return name
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``; raises ``argparse.ArgumentTypeError`` otherwise."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)  # counts, sizes, steps
+nonnegative_int = int_at_least(0)  # seeds, timesteps
+
+
+def finite_float(text: str) -> float:
+    """A finite float, not NaN or infinite (an argparse ``type``). Raises ``argparse.ArgumentTypeError``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 (an argparse ``type``). Raises ``argparse.ArgumentTypeError`` otherwise."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A float in (0, 1] (an argparse ``type``). Raises ``argparse.ArgumentTypeError`` otherwise."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return value
+
+
 def int_list(text: str) -> list[int]:
-    """``"2,4,6"`` -> ``[2, 4, 6]`` (an argparse ``type``).
+    """``"2,4,6"`` -> ``[2, 4, 6]``, every item >= 1 (an argparse ``type``: counts of qubits, layers, ...).
 
     Raises:
-        argparse.ArgumentTypeError: If an item is not an integer or the list is empty.
+        argparse.ArgumentTypeError: If an item is not a positive integer or the list is empty.
     """
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
@@ -104,7 +168,40 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
+
+
+@contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Turn a damaged input (truncated weights, garbled JSON, unreadable file) into one line naming ``path``.
+
+    A missing file keeps its own ``FileNotFoundError`` (already one clear line). The loading bars of diffusers and
+    transformers are off inside the block: they would leave half-drawn lines on stderr above an error.
+
+    Raises:
+        ValueError: ``cannot read <path>: <reason>`` for any other error while the block loads ``path``.
+    """
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    bars = [(lib, lib.is_progress_bar_enabled()) for lib in (diffusers_logging, transformers_logging)]
+    for lib, _ in bars:
+        lib.disable_progress_bar()
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - loaders raise many kinds (OSError, SafetensorError, JSON, torch)
+        if isinstance(err, ValueError) and str(err).startswith("cannot read "):
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"cannot read {path}: {type(err).__name__}: {reason}") from err
+    finally:
+        for lib, enabled in bars:
+            if enabled:
+                lib.enable_progress_bar()
 
 
 def word_list(text: str) -> list[str]:

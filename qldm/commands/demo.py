@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import config_parent, out_parent, progress_parent
+from qldm.commands.common import config_parent, out_parent, positive_int, progress_parent
 
 
 def parents() -> list[argparse.ArgumentParser]:
@@ -18,8 +18,10 @@ def parents() -> list[argparse.ArgumentParser]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples", type=int, default=220, help="generated faces to judge (>= 200 recommended)")
-    parser.add_argument("--batch", type=int, default=55, help="prompts per sampling batch")
+    parser.add_argument(
+        "--samples", type=positive_int, default=220, help="generated faces to judge (>= 200 recommended)"
+    )
+    parser.add_argument("--batch", type=positive_int, default=55, help="prompts per sampling batch")
 
 
 def eval_prompts(cfg, n: int, *, seed: int = 1234) -> list[dict[str, str]]:
@@ -127,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
     from qldm.models import QLDMPipeline
     from qldm.train import train
 
-    if args.samples < 1 or args.batch < 1:
-        raise ValueError("--samples and --batch must be >= 1")
     cfg = resolve_config(args)
     if cfg.data.source != "procedural":
         raise ValueError("the demo judges hair colour with the procedural generator's hair mask; use procedural data")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import out_parent
+from qldm.commands.common import finite_float, int_at_least, out_parent, positive_int, progress_parent, unit_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,21 +22,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder of generated PNGs (metadata.jsonl or `qldm sample` output; seed-* subfolders are seeds); "
         "its set.json says how they were made",
     )
-    parser.add_argument("--n", type=int, default=200, help="--run: images per run and seed (default 200)")
-    parser.add_argument("--steps", type=int, default=25, help="--run: sampler steps (default 25)")
-    parser.add_argument("--guidance", type=float, help="--run: CFG scale (default: each run's sample.guidance)")
+    parser.add_argument(
+        "--n", type=int_at_least(2), default=200, help="--run: images per run and seed (>= 2; default 200)"
+    )
+    parser.add_argument("--steps", type=positive_int, default=25, help="--run: sampler steps (default 25)")
+    parser.add_argument("--guidance", type=finite_float, help="--run: CFG scale (default: each run's sample.guidance)")
     parser.add_argument("--seeds", default="0,1,2", help="--run: sampling seeds, comma-separated (default 0,1,2)")
     parser.add_argument(
         "--inception", help="local torch-fidelity Inception-v3 weights (.pth); default: offline features"
     )
     parser.add_argument("--real", default="procedural", help="data set of --images sets without set.json")
-    parser.add_argument("--hf-cutoff", type=float, default=0.25, help="HF ratio cutoff as a fraction of Nyquist")
+    parser.add_argument(
+        "--hf-cutoff", type=unit_float, default=0.25, help="HF ratio cutoff as a fraction of Nyquist, in (0, 1]"
+    )
     parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits while sampling")
-    parser.add_argument("--batch-size", type=int, default=64, help="prompts per sampling batch")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="prompts per sampling batch")
 
 
 def parents() -> list[argparse.ArgumentParser]:
-    return [out_parent(help="report folder (report.md, report.json, plots, samples/)")]
+    return [out_parent(help="report folder (report.md, report.json, plots, samples/)"), progress_parent()]
 
 
 def _summary(values: list) -> object:
@@ -66,8 +70,11 @@ def _load_run(path):
     pipe_dir = path if (path / "model_index.json").is_file() else path / "pipeline"
     if not (pipe_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{path} has no pipeline/model_index.json (is the run finished?)")
+    from qldm.commands.common import reading
+
     cfg = load_config(pipe_dir if (pipe_dir / "run_config.json").is_file() else path)
-    pipe = QLDMPipeline.from_pretrained(pipe_dir)
+    with reading(pipe_dir):
+        pipe = QLDMPipeline.from_pretrained(pipe_dir)
     pipe.set_progress_bar_config(disable=True)
     return pipe, cfg
 
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from qldm.commands.common import reading
     from qldm.eval.attributes import judge_for_source
     from qldm.eval.features import make_extractor
     from qldm.eval.report import REAL_LABEL, measure_set, write_report
@@ -94,13 +102,17 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.run and not args.images:
         raise ValueError("give at least one --run or --images folder")
-    if args.n < 2:
-        raise ValueError(f"--n must be >= 2 (FID needs a covariance), got {args.n}")
-    if not 0 < args.hf_cutoff <= 1:
-        raise ValueError(f"--hf-cutoff must be in (0, 1], got {args.hf_cutoff}")
     seeds = _parse_seeds(args.seeds)
+    for folder in args.images:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"--images {folder} is not a folder")
     out = Path(args.out)
-    extractor = make_extractor(args.inception)
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before minutes of sampling
+    if args.inception:
+        with reading(args.inception):  # truncated or foreign weights: one line naming the file
+            extractor = make_extractor(args.inception)
+    else:
+        extractor = make_extractor(None)
     refs: dict[str, tuple] = {}
     sets = []
     made = []  # how each measured (non-real) set was sampled: the report header is built from these
@@ -175,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     for folder in map(Path, args.images):
         subsets = sorted(p for p in folder.glob("seed-*") if p.is_dir()) or [folder]
         for i, sub in enumerate(subsets):
-            images, prompts, meta = load_image_set(sub)
+            with reading(sub):
+                images, prompts, meta = load_image_set(sub)
             source = str(meta.get("source", args.real))
             label = str(meta.get("label", folder.name))
             key, feats = reference(source, images.shape[-1], prompts)

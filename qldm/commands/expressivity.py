@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import int_list, out_parent, word_list
+from qldm.commands.common import (
+    int_at_least,
+    int_list,
+    nonnegative_int,
+    out_parent,
+    positive_int,
+    progress_parent,
+    word_list,
+)
 
 __all__ = ["add_arguments", "parents", "run"]
 
 
 def parents() -> list[argparse.ArgumentParser]:
-    return [out_parent(help="JSON; PNGs go next to it", default="expressivity.json")]
+    return [out_parent(help="JSON; PNGs go next to it", default="expressivity.json"), progress_parent()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,12 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readout", type=word_list, default=["ring", "local"], help="ring (original) and/or local")
     parser.add_argument("--layers", type=int_list, default=[2], help="circuit layers")
     parser.add_argument("--init", type=word_list, default=["uniform", "small"], help="uniform and/or small")
-    parser.add_argument("--inputs", type=int, default=64, help="inputs x ~ N(0,1) per weight draw")
-    parser.add_argument("--weight-draws", type=int, default=3)
-    parser.add_argument("--max-exact-wires", type=int, default=12, help="statevector up to here, then tensornet")
-    parser.add_argument("--sim-qubits", type=int, default=6, help="n for the Schmidt-rank study (2n wires)")
+    parser.add_argument("--inputs", type=int_at_least(2), default=64, help="inputs x ~ N(0,1) per weight draw (>= 2)")
+    parser.add_argument("--weight-draws", type=positive_int, default=3)
+    parser.add_argument(
+        "--max-exact-wires", type=positive_int, default=12, help="statevector up to here, then tensornet"
+    )
+    parser.add_argument("--sim-qubits", type=positive_int, default=6, help="n for the Schmidt-rank study (2n wires)")
     parser.add_argument("--sim-layers", type=int_list, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.expressivity import (
         VERDICT,
+        check_simulability_size,
         contraction_width,
         plot_sensitivity,
         plot_simulability,
@@ -43,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from analysis.results import package_versions, utc_now
 
+    check_simulability_size(args.sim_qubits)  # every check before the sweep, which takes minutes
     points = sensitivity_sweep(
         args.qubits,
         ancillas=args.ancillas,
@@ -53,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         weight_draws=args.weight_draws,
         seed=args.seed,
         max_exact_wires=args.max_exact_wires,
+        progress=not args.no_progress,
     )
     ranks = simulability(args.sim_qubits, args.sim_layers, seed=args.seed)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import backend_name, config_parent
+from qldm.commands.common import backend_name, config_parent, nonnegative_int, positive_int, progress_parent
 
 BACKEND_HELP = "aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>"
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="hw_command", metavar="ACTION", required=True)
     p = sub.add_parser(
         "plan",
-        parents=[config_parent()],
+        parents=[config_parent(), progress_parent()],
         help="PUBs, jobs, shots, 2q depth and modelled QPU time of one image",
         description="Plan one image of the run config's model (qubits via --set model...; denoising steps are "
         "the config's sample.steps).",
@@ -34,28 +34,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Q-FFN blocks run on the backend (preset: the config's model.quantum_blocks)",
     )
     p.add_argument("--steps", default="last:5", help="hardware steps: last:K | all | i,j,...")
-    p.add_argument("--shots", type=int, default=1024)
+    p.add_argument("--shots", type=positive_int, default=1024)
     p.add_argument("--no-guidance", action="store_true", help="no classifier-free guidance (halves tokens)")
     p.add_argument("--ancilla-elimination", action="store_true")
     p.add_argument("--json", help="also write the plan to this JSON file")
 
-    t = sub.add_parser("transpile", help="transpile the Q-FFN for a backend; faithful vs ancilla-eliminated table")
+    t = sub.add_parser(
+        "transpile",
+        parents=[progress_parent()],
+        help="transpile the Q-FFN for a backend; faithful vs ancilla-eliminated table",
+    )
     t.add_argument("--backend", required=True, help=BACKEND_HELP)
-    t.add_argument("--n-qubits", type=int, default=4)
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--optimization-level", type=int, default=2)
+    t.add_argument("--n-qubits", type=positive_int, default=4)
+    t.add_argument("--layers", type=positive_int, default=2)
+    t.add_argument("--optimization-level", type=int, choices=range(4), default=2, metavar="{0,1,2,3}")
     t.add_argument("--ancilla-elimination", action="store_true", help="also report the branch circuits")
     t.add_argument("--cache-dir", help="QPY cache of transpiled circuits")
 
-    e = sub.add_parser("emulate-check", help="calibrated emulator vs Aer noisy simulation of the same device")
+    e = sub.add_parser(
+        "emulate-check",
+        parents=[progress_parent()],
+        help="calibrated emulator vs Aer noisy simulation of the same device",
+    )
     e.add_argument(
         "--backend", default="aer-noise:FakeManilaV2", help="aer-noise:<FakeName> or fake:<FakeName> (same device)"
     )
-    e.add_argument("--n-qubits", type=int, default=2)
-    e.add_argument("--tokens", type=int, default=8)
-    e.add_argument("--shots", type=int, default=4000)
+    e.add_argument("--n-qubits", type=positive_int, default=2)
+    e.add_argument("--tokens", type=positive_int, default=8)
+    e.add_argument("--shots", type=positive_int, default=4000)
     e.add_argument("--ancilla-elimination", action="store_true")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=nonnegative_int, default=0)
     for q in (p, t, e):
         q.add_argument("--yes", action="store_true", help="confirm use of a real device (ibm:)")
 

@@ -1,14 +1,27 @@
-"""``qldm sample``: generate images from prompts with a trained run (EMA weights), as a PNG grid plus single PNGs."""
+"""``qldm sample``: generate images from prompts with a trained run (EMA weights), as a PNG grid plus single PNGs.
+
+Images are made one at a time and each PNG is written as soon as it is done (image ``k``, prompt by prompt, starts
+from the noise of seed ``--seed + k``), so an interrupted run keeps what it made. With ``--quantum-backend`` the
+hardware results cache and job journal live in ``OUT/hardware-cache`` by default: each job's results are kept as the
+job finishes, and rerunning the same command collects or reuses them instead of paying again.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import backend_name, out_parent
+from qldm.commands.common import (
+    backend_name,
+    finite_float,
+    nonnegative_int,
+    out_parent,
+    positive_int,
+    progress_parent,
+)
 
 
 def parents() -> list[argparse.ArgumentParser]:
-    return [out_parent(help="output folder (grid.png, images/*.png)")]
+    return [out_parent(help="output folder (grid.png, images/*.png)"), progress_parent()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,11 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--run", help="a run directory (uses RUN/pipeline, the final EMA export)")
     src.add_argument("--checkpoint", help="a saved pipeline folder or a training checkpoint (checkpoints/step-*)")
     parser.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; default: the run's grid)")
-    parser.add_argument("--n", type=int, default=4, help="images per prompt (default 4)")
-    parser.add_argument("--steps", type=int, help="denoising steps (default: the run's sample.steps)")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
+    parser.add_argument("--n", type=positive_int, default=4, help="images per prompt (default 4)")
+    parser.add_argument("--steps", type=positive_int, help="denoising steps (default: the run's sample.steps)")
+    parser.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (default: the run's)")
     parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise of the whole batch")
+    parser.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="image k (prompt by prompt) starts from seed SEED+k"
+    )
     parser.add_argument("--quantum-executor", help="executor for the Q-FFN circuits (statevector, tensornet, ...)")
     parser.add_argument(
         "--expect",
@@ -35,13 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hw.add_argument("--quantum-backend", help="aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>")
     hw.add_argument("--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck")
     hw.add_argument("--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)")
-    hw.add_argument("--shots", type=int, default=1024, help="shots per circuit evaluation (default 1024)")
+    hw.add_argument("--shots", type=positive_int, default=1024, help="shots per circuit evaluation (default 1024)")
     hw.add_argument(
         "--hardware-emulate",
         action="store_true",
         help="calibrated fast emulator of the backend instead of jobs",
     )
-    hw.add_argument("--hardware-cache", help="folder of the results cache (a repeated run never pays twice)")
+    cache = hw.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--hardware-cache",
+        help="folder of the hardware results cache and job journal (default OUT/hardware-cache): a rerun reuses "
+        "finished jobs' results and collects submitted ibm: jobs instead of paying for them again",
+    )
+    cache.add_argument("--no-hardware-cache", action="store_true", help="keep no hardware results (pay again)")
     hw.add_argument("--yes", action="store_true", help="confirm submitting to a real device")
 
 
@@ -111,21 +132,37 @@ def _write_settings(path, args: argparse.Namespace, cfg, *, steps: int, guidance
     path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
+def _save_png(image, path) -> None:
+    """``image (H, W, 3)`` in [0, 1] as a PNG, atomically (a crash leaves no torn file under the final name)."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(tmp)
+    os.replace(tmp, path)
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import numpy as np
     import torch
 
+    from qldm.commands.common import reading
     from qldm.config import apply_overrides
     from qldm.models import check_circuit_compatible, make_sample_scheduler
     from qldm.train.progress import save_grid
 
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.quantum_backend:
         backend_name(args.quantum_backend)
-    pipe, cfg = _load_pipeline(args)
+    if any(not p.strip() for p in args.prompt):
+        raise ValueError("--prompt must not be empty")
+    source = Path(args.run) / "pipeline" if args.run else Path(args.checkpoint)
+    with reading(source):
+        pipe, cfg = _load_pipeline(args)
+    pipe.set_progress_bar_config(disable=args.no_progress)
     if args.expect:
         requested = apply_overrides(cfg, list(args.expect)).model
         check_circuit_compatible(cfg.model.circuit_metadata(), requested.circuit_metadata())
@@ -134,14 +171,19 @@ def run(args: argparse.Namespace) -> int:
     if args.quantum_executor:
         pipe.unet.set_quantum_executor(args.quantum_executor)
     prompts = args.prompt or list(cfg.sample.prompts)
-    steps = args.steps or cfg.sample.steps
+    steps = cfg.sample.steps if args.steps is None else args.steps
     guidance = cfg.sample.guidance if args.guidance is None else args.guidance
+    out = Path(args.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)  # before any paid job: an unwritable --out fails first
+    (out / "prompts.txt").write_text("".join(f"p{i:02d}: {p}\n" for i, p in enumerate(prompts)))
+    _write_settings(out / "set.json", args, cfg, steps=steps, guidance=guidance)
     kwargs = {}
     if args.quantum_backend:
         try:
             from hardware.sampling import hardware_step_callback
         except ImportError as err:
             raise ValueError(f"--quantum-backend needs the hardware package's sampling module ({err})") from None
+        cache = None if args.no_hardware_cache else Path(args.hardware_cache or out / "hardware-cache")
         kwargs["on_step_begin"] = hardware_step_callback(
             pipe.unet,
             backend=args.quantum_backend,
@@ -151,28 +193,23 @@ def run(args: argparse.Namespace) -> int:
             confirm=args.yes,
             shots=args.shots,
             emulate=args.hardware_emulate,
-            **({"cache_dir": args.hardware_cache} if args.hardware_cache else {}),
+            cache_dir=cache,
         )
-    with torch.no_grad():
-        images = pipe(
-            prompts,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            num_images_per_prompt=args.n,
-            generator=torch.Generator().manual_seed(args.seed),
-            output_type="np",
-            **kwargs,
-        ).images  # (P * n, H, W, 3) in [0, 1], prompt by prompt
-    out = Path(args.out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    for i, img in enumerate(np.asarray(images)):
-        p, j = divmod(i, args.n)
-        name = f"p{p:02d}-{j:03d}.png"
-        Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(out / "images" / name)
-    grid = save_grid(np.asarray(images), out / "grid.png", nrow=args.n)
-    (out / "prompts.txt").write_text("".join(f"p{i:02d}: {p}\n" for i, p in enumerate(prompts)))
-    _write_settings(out / "set.json", args, cfg, steps=steps, guidance=guidance)
+    images = []
+    for k in range(len(prompts) * args.n):
+        p, j = divmod(k, args.n)
+        torch.manual_seed(args.seed + k)  # global RNG (sampled branches, shuffled control): a rerun repeats it
+        with torch.no_grad():
+            image = pipe(
+                prompts[p],
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=torch.Generator().manual_seed(args.seed + k),
+                output_type="np",
+                **kwargs,
+            ).images[0]  # (H, W, 3) in [0, 1]
+        _save_png(image, out / "images" / f"p{p:02d}-{j:03d}.png")  # now: an interrupted run keeps it
+        images.append(image)
+    grid = save_grid(np.stack(images), out / "grid.png", nrow=args.n)
     print(f"{len(images)} images -> {out / 'images'}; grid {grid} (rows = prompts, see prompts.txt)")
     return 0

@@ -8,11 +8,10 @@ passed whole to every ``QuantumFeedForward``. Run presets (``qldm/presets.py``) 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qldm.config_io import check_choices, from_dict, to_dict
+from qldm.config_io import bounded, check_fields, from_dict, to_dict
 from qldm.qffn import QFFNConfig
 
 __all__ = ["ModelConfig", "QFFNConfig"]
@@ -56,28 +55,28 @@ class ModelConfig:
     """
 
     # pixels and VAE
-    image_size: int = 32
-    image_channels: int = 3
+    image_size: int = bounded(32, ge=1)
+    image_channels: int = bounded(3, ge=1)
     vae: str = "tiny"
     vae_finetune: bool = False
-    vae_block_channels: tuple[int, ...] = (32, 64)
-    vae_layers_per_block: int = 1
-    latent_channels: int = 4
-    latent_scale: float = 1.0
+    vae_block_channels: tuple[int, ...] = bounded((32, 64), ge=1)
+    vae_layers_per_block: int = bounded(1, ge=1)
+    latent_channels: int = bounded(4, ge=1)
+    latent_scale: float = bounded(1.0, gt=0)
     # text
     text_encoder: str = "tiny"
-    text_dim: int = 64
-    text_layers: int = 2
-    text_heads: int = 4
-    max_text_length: int = 64
+    text_dim: int = bounded(64, ge=1)
+    text_layers: int = bounded(2, ge=1)
+    text_heads: int = bounded(4, ge=1)
+    max_text_length: int = bounded(64, ge=1)
     train_text_encoder: bool = False
     # U-Net
-    unet_block_channels: tuple[int, ...] = (64, 128)
-    layers_per_block: int = 1
-    attention_head_dim: int = 32
-    attention_levels: tuple[int, ...] = (1,)
-    ff_mult: int = 4
-    attention_dropout: float = 0.0
+    unet_block_channels: tuple[int, ...] = bounded((64, 128), ge=1)
+    layers_per_block: int = bounded(1, ge=1)
+    attention_head_dim: int = bounded(32, ge=1)
+    attention_levels: tuple[int, ...] = bounded((1,), ge=0)
+    ff_mult: int = bounded(4, ge=1)
+    attention_dropout: float = bounded(0.0, ge=0, lt=1)
     # quantum feed-forward: where it sits, the classical control, and the Q-FFN itself
     quantum_blocks: Literal["none", "bottleneck", "all"] = "bottleneck"
     match_params: bool = False
@@ -85,11 +84,11 @@ class ModelConfig:
     qffn: QFFNConfig = field(default_factory=QFFNConfig)
     # diffusion
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
-    num_train_timesteps: int = 1000
+    num_train_timesteps: int = bounded(1000, ge=1)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    cfg_dropout: float = 0.1
+    beta_start: float = bounded(1e-4, gt=0, lt=1)
+    beta_end: float = bounded(0.02, gt=0, lt=1)
+    cfg_dropout: float = bounded(0.1, ge=0, le=1)
 
     # ----------------------------------------------------------------------------------------------- derived
     @property
@@ -142,18 +141,10 @@ class ModelConfig:
         Raises:
             ValueError: Naming the first bad field, its value and what would be valid.
         """
-        check_choices(self)
-        positive = (
-            "image_size image_channels vae_layers_per_block latent_channels text_dim text_layers text_heads "
-            "max_text_length layers_per_block attention_head_dim ff_mult num_train_timesteps"
-        )
-        for name in positive.split():
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_fields(self, prefix="model.")  # choices, types (floats finite) and the declared ranges
         for name in ("vae_block_channels", "unet_block_channels"):
-            chans = getattr(self, name)
-            if not chans or any(not isinstance(c, int) or c < 1 for c in chans):
-                raise ValueError(f"{name} must be a non-empty tuple of positive integers, got {chans!r}")
+            if not getattr(self, name):
+                raise ValueError(f"model.{name} must be a non-empty tuple of positive integers, got ()")
         factor = self.vae_scale_factor * 2 ** (len(self.unet_block_channels) - 1)
         if self.image_size % factor:
             raise ValueError(
@@ -161,8 +152,6 @@ class ModelConfig:
                 f"(VAE x{self.vae_scale_factor}, U-Net x{factor // self.vae_scale_factor}); "
                 f"use a multiple of {factor} or fewer levels"
             )
-        if not self.latent_scale > 0 or not math.isfinite(self.latent_scale):
-            raise ValueError(f"latent_scale must be a positive finite number, got {self.latent_scale!r}")
         levels = len(self.unet_block_channels)
         if any(not 0 <= lv < levels for lv in self.attention_levels):
             raise ValueError(f"attention_levels={self.attention_levels} must lie in 0..{levels - 1}")
@@ -186,11 +175,7 @@ class ModelConfig:
                 f"train_text_encoder=True with the pretrained encoder {self.text_encoder!r}: "
                 "pretrained encoders are frozen; use text_encoder='tiny' to train one jointly"
             )
-        if not 0.0 <= self.cfg_dropout <= 1.0:
-            raise ValueError(f"cfg_dropout must lie in [0, 1], got {self.cfg_dropout}")
-        if not 0.0 <= self.attention_dropout < 1.0:
-            raise ValueError(f"attention_dropout must lie in [0, 1), got {self.attention_dropout}")
-        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+        if not self.beta_start < self.beta_end:
             raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
         if self.match_params and self.quantum_blocks != "none":
             raise ValueError("match_params=True only applies to quantum_blocks='none' (the classical control)")
