@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from qldm.cli import main
+from qldm.train.checkpoint import read_checkpoint
 from qldm.train.runlock import RunFolderBusy, RunLock
 
 
@@ -42,15 +49,6 @@ def test_same_process_reacquires_after_release(tmp_path):
 
 def test_a_second_training_into_a_busy_folder_is_refused_and_the_first_is_unharmed(tmp_path, capsys):
     """Issue 11 §1: two trainings in one --out corrupted each other; now the second gets one line and exit 2."""
-    import json
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from qldm.cli import main
-    from qldm.train.checkpoint import read_checkpoint
-
     out = tmp_path / "run"
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}

@@ -31,7 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     from qldm.config import apply_overrides, load_config
     from qldm.train import train
-    from qldm.train.runlock import RunFolderBusy
 
     out = Path(args.out)
     if args.resume:
@@ -40,10 +39,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(load_config(out), list(args.overrides))
     else:
         cfg = resolve_config(args)
-    try:
-        result = train(cfg, out, resume=args.resume, show_progress=not args.no_progress, samples=not args.no_samples)
-    except RunFolderBusy as err:
-        raise ValueError(str(err)) from None  # an input error (a busy --out): one line, exit 2
+    result = train(cfg, out, resume=args.resume, show_progress=not args.no_progress, samples=not args.no_samples)
     if not result.main_process:  # the other ranks of a multi-process run: the main one reports
         return 0
     print(f"trained {result.steps} steps (last loss {result.last_loss:.4f}, {result.skipped_steps} skipped) -> {out}")

@@ -21,22 +21,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import contextlib
     from pathlib import Path
 
     from qldm.config import save_config
     from qldm.train.components import load_dataset
     from qldm.train.progress import MetricsLogger
-    from qldm.train.runlock import RunFolderBusy, RunLock
+    from qldm.train.runlock import RunLock
     from qldm.train.vae import load_or_train_vae, reconstruction_grid
 
     cfg = resolve_config(args)
     out = Path(args.out)
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(RunLock(out))
-        except RunFolderBusy as err:
-            raise ValueError(str(err)) from None  # an input error (a busy --out): one line, exit 2
+    with RunLock(out):  # a busy --out raises RunFolderBusy, a ValueError: one line, exit 2
         if (out / "vae" / "config.json").is_file():
             raise ValueError(f"{out / 'vae'} already exists; choose a new --out")
         dataset = load_dataset(cfg.data)

@@ -182,7 +182,7 @@ def train(
         on_step: Called after every optimizer step with the new position and the loss (tests use it to kill a run).
 
     Raises:
-        RunFolderBusy: If another process is training into ``run_dir``.
+        RunFolderBusy: (a ``ValueError``) If another process is training into ``run_dir``.
         ValueError: On ``resume`` without a loadable checkpoint or with a changed config, an existing run without
             ``resume``, a stale ``vae/`` that does not match the config, or a launch whose processes are missing.
     """
@@ -201,7 +201,17 @@ def train(
             return _train(cfg, run_dir, accelerator, resume, show_progress, export, samples, on_step)
 
 
-def _train(cfg, run_dir, accelerator, resume, show_progress, export, samples, on_step) -> TrainResult:
+def _train(
+    cfg: RunConfig,
+    run_dir: Path,
+    accelerator,
+    resume: bool,
+    show_progress: bool,
+    export: bool,
+    samples: bool,
+    on_step: Callable[[Position, float], None] | None,
+) -> TrainResult:
+    """The body of :func:`train`, run on every rank once the main process holds the folder."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
