@@ -168,3 +168,46 @@ def test_checkpoint_records_circuit_and_executor_and_refuses_another_circuit(tmp
     with pytest.raises(CircuitMismatchError, match="readout: checkpoint has 'ring', requested 'local'.*fingerprint"):
         load_checkpoint(path, unet=other, ema=e2, optimizer=o2, lr_scheduler=s2, generator=None)
     assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())  # nothing was restored
+
+
+def test_checkpoint_restores_the_fp16_grad_scaler_and_each_ranks_rng(tmp_path):
+    """fp16 resume needs the GradScaler's scale and growth tracker; a multi-process resume needs each rank's RNG."""
+    model, opt, sched, ema = _parts()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    for _ in range(3):  # growth every 2 finite steps: scale 2^11, tracker 1
+        scaler.scale(model(torch.randn(4, 4)).pow(2).mean()).backward()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad()
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    rngs = [ckpt.capture_rng(g) for g in gens]
+    path = save_checkpoint(
+        tmp_path, position=Position(3, 0, 3), cfg=make_preset("tiny"), unet=model, ema=ema, optimizer=opt,
+        lr_scheduler=sched, generator=gens[0], scaler=scaler, rank_rngs=rngs,
+    )  # fmt: skip
+    m2, o2, s2, e2 = _parts(seed=3)
+    fresh, gen1 = torch.amp.GradScaler("cpu", growth_interval=2), torch.Generator()
+    load_checkpoint(
+        path, unet=m2, ema=e2, optimizer=o2, lr_scheduler=s2, generator=gen1, scaler=fresh, process_index=1,
+        num_processes=2,
+    )  # fmt: skip
+    assert fresh.state_dict() == scaler.state_dict() and fresh.get_scale() == 2.0**11
+    assert torch.equal(torch.rand(3, generator=gen1), torch.rand(3, generator=gens[1]))  # rank 1's own stream
+    with pytest.raises(ValueError, match="saved by 2 process"):
+        load_checkpoint(path, unet=m2, ema=e2, optimizer=o2, lr_scheduler=s2, generator=gen1, num_processes=1)
+    old = _save(tmp_path / "old", 1, model, opt, sched, ema, None)  # no scaler saved
+    with pytest.raises(ValueError, match="no GradScaler state"):
+        load_checkpoint(old, unet=m2, ema=e2, optimizer=o2, lr_scheduler=s2, generator=None, scaler=fresh)
+
+
+def test_newest_loadable_skips_a_truncated_checkpoint(tmp_path):
+    model, opt, sched, ema = _parts()
+    for s in (1, 2):
+        _save(tmp_path, s, model, opt, sched, ema, None)
+    state = tmp_path / "step-00000002" / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=r"step-00000002/state.pt cannot be read.*resuming from step-00000001"):
+        found = ckpt.newest_loadable(tmp_path)
+    assert found["path"].name == "step-00000001"
+    with pytest.raises(ckpt.CheckpointDamaged, match="state.pt"):
+        ckpt.read_checkpoint(state.parent)

@@ -75,3 +75,35 @@ def test_latent_cache_key_survives_save_and_reload(tmp_path):
     with torch.no_grad():
         back.decoder.conv_out.bias.add_(1.0)
     assert cache.key(back, dataset_id="d", image_size=32) != cache.key(vae, dataset_id="d", image_size=32)
+
+
+def _tensorboard(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events.Tags()
+
+
+def test_training_logs_sample_grids_and_gates_to_tensorboard(tmp_path):
+    from qldm.train import train
+
+    cfg = apply_overrides(make_preset("micro"), ["sample.seeds=0"])
+    train(cfg, tmp_path / "run", show_progress=False, export=False)
+    tags = _tensorboard(tmp_path / "run")
+    assert "samples" in tags["images"]
+    assert "loss" in tags["scalars"] and any(t.startswith("gate/") for t in tags["scalars"])  # lambda per block
+
+
+def test_train_vae_writes_tensorboard_and_a_reconstruction_grid(tmp_path, capsys):
+    from PIL import Image
+
+    from qldm.cli import main
+
+    out = tmp_path / "vae-run"
+    assert main(["train-vae", "--preset", "micro", "--out", str(out), "--no-progress"]) == 0
+    assert "reconstructions:" in capsys.readouterr().out
+    grid = Image.open(out / "vae_reconstructions.png")
+    assert grid.size[1] > 2 * 32  # inputs above reconstructions
+    tags = _tensorboard(out)
+    assert "vae/reconstructions" in tags["images"] and "vae_loss" in tags["scalars"]

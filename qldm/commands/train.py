@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its newest checkpoint (its saved config is used; --set may "
-        "change train.epochs / train.max_steps)",
+        help="continue the run in --out from its newest intact checkpoint (its saved config is used; --set may "
+        "change only train.epochs, train.max_steps, train.checkpoint_every, train.keep_checkpoints, "
+        "train.log_every and train.sample_every; run with the same number of processes)",
     )
     parser.add_argument("--no-samples", action="store_true", help="skip the per-epoch sample grids")
 
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(args)
     result = train(cfg, out, resume=args.resume, show_progress=not args.no_progress, samples=not args.no_samples)
+    if not result.main_process:  # the other ranks of a multi-process run: the main one reports
+        return 0
     print(f"trained {result.steps} steps (last loss {result.last_loss:.4f}, {result.skipped_steps} skipped) -> {out}")
     if result.pipeline_dir is not None:
         print(f"pipeline: {result.pipeline_dir}")

@@ -1,4 +1,9 @@
-"""``qldm train-vae``: stage 1 alone: train the small VAE on the data set and measure its latent scale."""
+"""``qldm train-vae``: stage 1 alone: train the small VAE on the data set and measure its latent scale.
+
+Writes ``OUT/vae``, ``OUT/run_config.json``, ``OUT/metrics.jsonl`` and TensorBoard events (``OUT/tb``: loss per epoch
+and the reconstruction grid) and ``OUT/vae_reconstructions.png`` (inputs above their reconstructions). It holds
+``OUT`` like ``qldm train`` does, so the two never write one folder at once.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +26,24 @@ def run(args: argparse.Namespace) -> int:
     from qldm.config import save_config
     from qldm.train.components import load_dataset
     from qldm.train.progress import MetricsLogger
-    from qldm.train.vae import load_or_train_vae
+    from qldm.train.runlock import RunLock
+    from qldm.train.vae import load_or_train_vae, reconstruction_grid
 
     cfg = resolve_config(args)
     out = Path(args.out)
-    if (out / "vae" / "config.json").is_file():
-        raise ValueError(f"{out / 'vae'} already exists; choose a new --out")
-    dataset = load_dataset(cfg.data)
-    logger = MetricsLogger(out, tensorboard=False, resume_step=0)
-    _, cfg = load_or_train_vae(cfg, dataset, out, show_progress=not args.no_progress, log=logger.log)
-    logger.close()
-    save_config(cfg, out / "run_config.json")
+    with RunLock(out):  # a busy --out raises RunFolderBusy, a ValueError: one line, exit 2
+        if (out / "vae" / "config.json").is_file():
+            raise ValueError(f"{out / 'vae'} already exists; choose a new --out")
+        dataset = load_dataset(cfg.data)
+        logger = MetricsLogger(out, tensorboard=True, resume_step=0)
+        try:
+            vae, cfg = load_or_train_vae(cfg, dataset, out, show_progress=not args.no_progress, log=logger.log)
+            grid = reconstruction_grid(vae, dataset, out / "vae_reconstructions.png")
+            logger.image("vae/reconstructions", grid, cfg.train.vae_epochs)
+        finally:
+            logger.close()
+        save_config(cfg, out / "run_config.json")
     print(f"VAE -> {out / 'vae'}  latent_scale={cfg.model.latent_scale:.5f} (stored in {out / 'run_config.json'})")
+    print(f"reconstructions: {grid}; TensorBoard: {out / 'tb'}")
     print(f"continue with: qldm train --config {out / 'run_config.json'} --out {out}")
     return 0

@@ -4,28 +4,32 @@ A checkpoint is a directory ``checkpoints/step-00000123/`` holding
 
 - ``unet.safetensors``: the trained weights; ``ema.safetensors``: the EMA shadow weights (same names);
 - ``run_config.json``: the run's config;
-- ``state.pt``: optimizer, lr scheduler, EMA counters, the RNG states (python, numpy, torch CPU/CUDA, the
-  diffusion noise generator), the data position (epoch, batch within the epoch, global step) and, for a model
-  with Q-FFNs, ``quantum``: its ``circuit_metadata()`` (the circuit fingerprint) and every block's
-  ``executor.describe()``.
+- ``state.pt``: optimizer, lr scheduler, EMA counters, the fp16 GradScaler (if any), the RNG states (python, numpy,
+  torch CPU/CUDA, the diffusion noise generator) of every process, the number of processes, the data position (epoch,
+  batch within the epoch, global step) and, for a model with Q-FFNs, ``quantum``: its ``circuit_metadata()`` (the
+  circuit fingerprint) and every block's ``executor.describe()``.
 
 It is written into a hidden temporary directory and renamed into place with ``os.replace``, which is atomic on one
 file system: a run killed mid-write leaves the previous checkpoint untouched and at most a stale ``.tmp-*`` folder,
-which the next save removes. Loading refuses a checkpoint whose circuit fingerprint differs from the model's.
+which the next save removes. Loading refuses a checkpoint whose circuit fingerprint differs from the model's, and
+:func:`newest_loadable` skips a damaged checkpoint (a truncated file, a full disk) for the newest intact one.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from qldm.config import RunConfig, save_config
@@ -38,6 +42,9 @@ __all__ = [
     "save_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
+    "read_checkpoint",
+    "newest_loadable",
+    "CheckpointDamaged",
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -104,6 +111,8 @@ def save_checkpoint(
     generator: torch.Generator | None,
     extra: dict[str, Any] | None = None,
     keep: int = 2,
+    scaler: Any = None,
+    rank_rngs: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write one checkpoint atomically under ``root`` and keep only the newest ``keep``.
 
@@ -117,6 +126,9 @@ def save_checkpoint(
         generator: The diffusion-noise generator, saved with the other RNG states.
         extra: Small picklable extras (e.g. the epochs' grid paths).
         keep: Number of newest checkpoints to keep.
+        scaler: The fp16 ``GradScaler`` (its state is saved), or None.
+        rank_rngs: Under several processes, every rank's :func:`capture_rng` (with its noise generator), in rank
+            order; None: this process's alone.
 
     Returns:
         The final checkpoint directory.
@@ -139,6 +151,8 @@ def save_checkpoint(
             "lr_scheduler": lr_scheduler.state_dict(),
             "ema": ema_meta,
             "rng": capture_rng(generator),
+            "rank_rngs": rank_rngs or [capture_rng(generator)],
+            "scaler": scaler.state_dict() if scaler is not None else None,
             "extra": extra or {},
             "quantum": _quantum_state(unet),
         }
@@ -166,35 +180,115 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     return dirs[-1] if dirs else None
 
 
+class CheckpointDamaged(ValueError):
+    """A checkpoint folder whose files cannot be read (truncated, garbled, missing)."""
+
+
+# what reading a truncated or garbled file raises: safetensors, pickle (torch.load) and the OS
+_READ_ERRORS = (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError, SafetensorError)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read every file of a checkpoint into memory, touching no model: ``state.pt`` plus ``unet`` / ``ema`` tensors.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a checkpoint directory.
+        CheckpointDamaged: If a file of it cannot be read; the message names the file.
+    """
+    path = Path(path)
+    if not (path / "state.pt").is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint (no state.pt)")
+    data: dict[str, Any] = {"path": path}
+    for key, name in (("state", "state.pt"), ("unet", "unet.safetensors"), ("ema", "ema.safetensors")):
+        try:
+            if name.endswith(".pt"):
+                data[key] = torch.load(path / name, weights_only=False)
+            else:
+                data[key] = load_file(str(path / name))
+        except _READ_ERRORS as err:
+            raise CheckpointDamaged(f"{path / name} cannot be read ({type(err).__name__}: {err})") from None
+    return data
+
+
+def newest_loadable(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The newest checkpoint under ``root`` that reads whole (see :func:`read_checkpoint`), or None if there is none.
+
+    A damaged newer one (a run killed mid-write outside the atomic rename, a truncated copy) is skipped with a warning
+    that names it and the checkpoint used instead.
+
+    Raises:
+        ValueError: If checkpoints exist but none of them can be read.
+    """
+    dirs = _step_dirs(Path(root))
+    damaged: list[str] = []
+    for path in reversed(dirs):
+        try:
+            data = read_checkpoint(path)
+        except (CheckpointDamaged, FileNotFoundError) as err:
+            damaged.append(str(err))
+            continue
+        if damaged:
+            warnings.warn(
+                f"skipped damaged checkpoint(s): {'; '.join(damaged)}; resuming from {path.name}",
+                UserWarning,
+                stacklevel=2,
+            )
+        return data
+    if damaged:
+        raise ValueError(f"no loadable checkpoint under {root}: {'; '.join(damaged)}")
+    return None
+
+
 def load_checkpoint(
-    path: str | os.PathLike,
+    path: str | os.PathLike | dict[str, Any],
     *,
     unet: torch.nn.Module,
     ema: Any,
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any,
     generator: torch.Generator | None,
+    scaler: Any = None,
+    process_index: int = 0,
+    num_processes: int = 1,
 ) -> tuple[Position, dict[str, Any]]:
     """Restore everything :func:`save_checkpoint` wrote, in place. Returns ``(position, extra)``.
 
+    Args:
+        path: A checkpoint folder, or what :func:`read_checkpoint` returned for one.
+        unet, ema, optimizer, lr_scheduler, generator: Restored in place.
+        scaler: The fp16 ``GradScaler`` to restore, or None.
+        process_index: This process's rank: it takes that rank's RNG states.
+        num_processes: How many processes resume the run (must equal the number that saved it).
+
     Raises:
         FileNotFoundError: If ``path`` is not a checkpoint directory.
+        CheckpointDamaged: If one of its files cannot be read.
         CircuitMismatchError: (a ``ValueError``) If the checkpoint's circuit differs from ``unet``'s (its
             fingerprint, with the differing builder arguments named), before anything is restored.
+        ValueError: If it was saved by another number of processes (the data position would not match), or
+            without the GradScaler state an fp16 run needs.
     """
-    path = Path(path)
-    if not (path / "state.pt").is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint (no state.pt)")
-    state = torch.load(path / "state.pt", weights_only=False)
+    data = path if isinstance(path, dict) else read_checkpoint(path)
+    state = data["state"]
     saved, current = state.get("quantum"), _quantum_state(unet)
     if saved is not None and current is not None:
         check_circuit_compatible(saved["circuit"], current["circuit"])
-    unet.load_state_dict(load_file(str(path / "unet.safetensors")))
-    shadow = load_file(str(path / "ema.safetensors"))
+    rank_rngs = state.get("rank_rngs") or [state["rng"]]
+    if len(rank_rngs) != num_processes:
+        raise ValueError(
+            f"{data['path']} was saved by {len(rank_rngs)} process(es), resumed by {num_processes}; resume with "
+            f"{len(rank_rngs)} (each rank's data slice and random streams depend on the count)"
+        )
+    if scaler is not None and state.get("scaler") is None and state["position"]["step"] > 0:
+        raise ValueError(f"{data['path']} holds no GradScaler state; an fp16 run cannot resume from it exactly")
+    unet.load_state_dict(data["unet"])
+    shadow = data["ema"]
     ema.shadow_params = [shadow[n].to(p.device) for n, p in unet.named_parameters()]
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     for k, v in state["ema"].items():
         setattr(ema, k, v)
-    restore_rng(state["rng"], generator)
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+    restore_rng(rank_rngs[process_index], generator)
     return Position(**state["position"]), state.get("extra", {})

@@ -15,52 +15,44 @@ Run directory layout (``run_dir``)::
     timings.json             wall and CPU seconds of each stage (data, vae, latents, ...), one entry per call
     pipeline/                final QLDMPipeline with EMA weights (save_pretrained) + run_config.json
 
-Determinism: the batch order of epoch e is a permutation drawn from ``seed`` and ``e`` alone, the diffusion
-noise comes from one saved generator, and stochastic executors draw from torch's global RNG, which is saved
-too. A run resumed from any checkpoint therefore replays exactly the steps an uninterrupted run would take.
+Determinism: the batch order of epoch e is a permutation drawn from ``seed`` and ``e`` alone, the diffusion noise
+comes from one saved generator, and stochastic executors draw from torch's global RNG, which is saved too. A run
+resumed from any checkpoint therefore replays exactly the steps an uninterrupted run would take.
+
+Several processes (``accelerate launch`` / ``torchrun``, see :mod:`qldm.train.distributed`): rank r trains on slice r
+of every batch, with its own noise generator; only the main process holds the run folder (:class:`RunLock`), trains
+stage 1, builds the latent cache and writes anything, and a checkpoint stores every rank's RNG states, so a resume
+with the same number of processes is exact too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
-import shutil
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from qldm.config import RunConfig, save_config
+from qldm.config import RunConfig, load_config, save_config
+from qldm.train import distributed as dist
 from qldm.train.checkpoint import (
     Position,
     capture_rng,
     latest_checkpoint,
     load_checkpoint,
-    restore_rng,
+    newest_loadable,
     save_checkpoint,
 )
-from qldm.train.components import (
-    build_unet,
-    cache_latents,
-    encode_texts,
-    gate_values,
-    load_dataset,
-    make_pipeline,
-)
-from qldm.train.progress import (
-    MetricsLogger,
-    evolution_figure,
-    plot_gates,
-    plot_loss,
-    read_metrics,
-    save_grid,
-)
+from qldm.train.components import build_unet, cache_latents, encode_texts, gate_values, load_dataset
+from qldm.train.outputs import StageClock, append_timings, export_pipeline, sample_grid, write_plots
+from qldm.train.progress import MetricsLogger, evolution_figure
+from qldm.train.resume import check_resume_config
+from qldm.train.runlock import RunLock
 from qldm.train.vae import load_or_train_vae
 
 __all__ = ["TrainResult", "train", "build_optimizer", "epoch_order", "resolve_precision", "latent_cache_dir"]
@@ -77,6 +69,7 @@ class TrainResult:
             alone), plus ``total`` and ``denoiser_steps`` (steps taken in this call). Also in ``timings.json``.
         cpu_timings: The same stages in CPU seconds of this process (all threads), which a busy machine inflates far
             less than wall time.
+        main_process: False on the other ranks of a multi-process run (only the main one reports).
     """
 
     run_dir: Path
@@ -87,6 +80,7 @@ class TrainResult:
     pipeline_dir: Path | None
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
+    main_process: bool = True
 
 
 def resolve_precision(cfg: RunConfig, *, cuda: bool) -> RunConfig:
@@ -138,52 +132,29 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def _sample_grid(cfg, pipe_parts, unet, ema, path: Path) -> Path:
-    """Sample the config's fixed prompts x seeds with EMA weights, without disturbing any training RNG."""
-    rng = capture_rng()
-    params = list(unet.parameters())
-    ema.store(params)
-    ema.copy_to(params)
-    unet.eval()
-    try:
-        pipe = make_pipeline(cfg, unet=unet, **pipe_parts)
-        # one call per seed: row r of the grid is seed r for every prompt, the same noise each epoch
-        rows = []
-        with torch.no_grad():
-            for seed in cfg.sample.seeds:
-                rows.append(
-                    pipe(
-                        list(cfg.sample.prompts),
-                        num_inference_steps=cfg.sample.steps,
-                        guidance_scale=cfg.sample.guidance,
-                        generator=torch.Generator().manual_seed(seed),
-                        output_type="np",
-                    ).images
-                )  # (P, H, W, 3)
-        images = np.concatenate(rows)  # (S * P, H, W, 3)
-        return save_grid(images, path, nrow=len(cfg.sample.prompts))
-    finally:
-        ema.restore(params)
-        unet.train()
-        restore_rng(rng)
+def _stage_one(cfg: RunConfig, dataset, run_dir: Path, accelerator, clock: StageClock, *, show_progress: bool, log):
+    """Stage-1 VAE and latent cache, made by the main process and then read by the others.
 
+    Returns:
+        ``(vae, cfg with the latent scale, latents (N, C, h, w), captions, cache_reused)``.
+    """
+    cache_dir = latent_cache_dir(cfg, run_dir)
+    cached_before = set(cache_dir.glob("latents-*.safetensors"))
 
-def _export(cfg, pipe_parts, unet, ema, run_dir: Path) -> Path:
-    """Save the final pipeline with EMA weights into ``run_dir/pipeline`` (temp folder, then rename)."""
-    params = list(unet.parameters())
-    ema.store(params)
-    ema.copy_to(params)
-    final, tmp = run_dir / "pipeline", run_dir / ".tmp-pipeline"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        make_pipeline(cfg, unet=unet, **pipe_parts).save_pretrained(tmp)
-        save_config(cfg, tmp / "run_config.json")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        ema.restore(params)
-    return final
+    def make():
+        vae, c = load_or_train_vae(cfg, dataset, run_dir, show_progress=show_progress, log=log)
+        save_config(c, run_dir / "run_config.json")
+        clock.lap("vae")
+        return vae, c, *cache_latents(vae, dataset, c, cache_dir)
+
+    def read():  # the main process has written vae/ and the cache: load them, write nothing
+        vae, c = load_or_train_vae(cfg, dataset, run_dir, show_progress=False)
+        clock.lap("vae")
+        return vae, c, *cache_latents(vae, dataset, c, cache_dir)
+
+    vae, cfg, latents, texts = dist.on_main_first(accelerator, make, read)
+    reused = not (set(cache_dir.glob("latents-*.safetensors")) - cached_before)
+    return vae, cfg, latents, texts, reused
 
 
 def train(
@@ -196,75 +167,84 @@ def train(
     samples: bool = True,
     on_step: Callable[[Position, float], None] | None = None,
 ) -> TrainResult:
-    """Train (stage 1 VAE if needed, then the diffusion model) into ``run_dir``.
+    """Train (stage 1 VAE if needed, then the diffusion model) into ``run_dir``, holding it for the whole run.
 
     Args:
         cfg: Validated run config.
         run_dir: Output folder (layout in the module docstring).
-        resume: Continue from the newest checkpoint in ``run_dir/checkpoints`` (mid-epoch if it was saved
-            there). Without it, an existing checkpoint folder is an error, so a run is never overwritten.
+        resume: Continue from the newest loadable checkpoint in ``run_dir/checkpoints`` (mid-epoch if it was saved
+            there; a damaged newer one is skipped with a warning). The config may differ from the checkpoint's only
+            in :data:`qldm.train.resume.RESUMABLE_KEYS`. Without it, an existing checkpoint folder is an error, so a
+            run is never overwritten.
         show_progress: tqdm bars.
         export: Write ``run_dir/pipeline`` at the end.
-        samples: Write the per-epoch sample grids and the evolution figure.
-        on_step: Called after every optimizer step with the new position and the loss (tests use it to
-            kill a run).
+        samples: Write the per-epoch sample grids (also to TensorBoard) and the evolution figure.
+        on_step: Called after every optimizer step with the new position and the loss (tests use it to kill a run).
 
     Raises:
-        ValueError: On ``resume`` without a checkpoint, or an existing run without ``resume``.
+        RunFolderBusy: (a ``ValueError``) If another process is training into ``run_dir``.
+        ValueError: On ``resume`` without a loadable checkpoint or with a changed config, an existing run without
+            ``resume``, a stale ``vae/`` that does not match the config, or a launch whose processes are missing.
     """
-    from accelerate import Accelerator
+    if cfg.model.train_text_encoder:
+        raise ValueError("model.train_text_encoder=True is not supported by this trainer (caption states are cached)")
+    run_dir = Path(run_dir)
+    cfg = resolve_precision(cfg, cuda=torch.cuda.is_available())
+    accelerator = dist.make_accelerator(cfg.train.mixed_precision)
+    with contextlib.ExitStack() as stack:
+        # one writer per folder: the main process holds the lock until the run ends (or dies)
+        dist.on_main_first(accelerator, lambda: stack.enter_context(RunLock(run_dir)), lambda: None)
+        quiet = contextlib.nullcontext() if accelerator.is_main_process else warnings.catch_warnings()
+        with quiet:
+            if not accelerator.is_main_process:
+                warnings.simplefilter("ignore")  # the main process says it once
+            return _train(cfg, run_dir, accelerator, resume, show_progress, export, samples, on_step)
+
+
+def _train(
+    cfg: RunConfig,
+    run_dir: Path,
+    accelerator,
+    resume: bool,
+    show_progress: bool,
+    export: bool,
+    samples: bool,
+    on_step: Callable[[Position, float], None] | None,
+) -> TrainResult:
+    """The body of :func:`train`, run on every rank once the main process holds the folder."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
     from qldm.models import build_text_encoder, diffusion_loss, drop_captions, make_train_scheduler
 
-    run_dir = Path(run_dir)
     ckpt_root = run_dir / "checkpoints"
-    latest = latest_checkpoint(ckpt_root)
-    if resume and latest is None:
+    if resume and latest_checkpoint(ckpt_root) is None:
         raise ValueError(f"--resume: no checkpoint under {ckpt_root}")
-    if not resume and latest is not None:
+    if not resume and latest_checkpoint(ckpt_root) is not None:
         raise ValueError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose a new --out")
-    if cfg.model.train_text_encoder:
-        raise ValueError("model.train_text_encoder=True is not supported by this trainer (caption states are cached)")
-    cfg = resolve_precision(cfg, cuda=torch.cuda.is_available())
-    t = cfg.train
-    accelerator = Accelerator(mixed_precision=t.mixed_precision)
-    main = accelerator.is_main_process
-    run_dir.mkdir(parents=True, exist_ok=True)
-    timings, cpu = dict.fromkeys(STAGES, 0.0), dict.fromkeys(STAGES, 0.0)
-    clock = (time.perf_counter(), time.process_time())
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = (time.perf_counter(), time.process_time())
-        timings[stage] += now[0] - clock[0]
-        cpu[stage] += now[1] - clock[1]
-        clock = now
-
-    # ---- data and frozen encoders (stage 1 when needed)
+    start = newest_loadable(ckpt_root) if resume else None
+    if start is not None:
+        check_resume_config(load_config(start["path"]), cfg)
+    t, main, rank, world = cfg.train, accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    clock = StageClock(STAGES)
     dataset = load_dataset(cfg.data)
-    lap("data")
-    # on resume keep every record for now; truncated to the checkpoint's step once that is known
-    logger = MetricsLogger(run_dir, tensorboard=main, resume_step=2**62 if resume else None) if main else None
+    clock.lap("data")
+    resume_step = start["state"]["position"]["step"] if start is not None else None
+    logger = MetricsLogger(run_dir, tensorboard=True, resume_step=resume_step) if main else None
     log = logger.log if logger else None
-    vae, cfg = load_or_train_vae(cfg, dataset, run_dir, show_progress=show_progress and main, log=log)
-    save_config(cfg, run_dir / "run_config.json")
-    lap("vae")
-    cache_dir = latent_cache_dir(cfg, run_dir)
-    cached_before = set(cache_dir.glob("latents-*.safetensors"))
-    latents, texts = cache_latents(vae, dataset, cfg, cache_dir)  # (N, C, h, w), N captions
-    cache_reused = not (set(cache_dir.glob("latents-*.safetensors")) - cached_before)
-    lap("latents")
+    vae, cfg, latents, texts, cache_reused = _stage_one(
+        cfg, dataset, run_dir, accelerator, clock, show_progress=show_progress and main, log=log
+    )  # latents (N, C, h, w), N captions
+    clock.lap("latents")
     torch.manual_seed(t.seed)  # model init depends only on the seed
     text_encoder = build_text_encoder(cfg.model)
     hidden, mask = encode_texts(text_encoder, texts)  # (N, L, D), (N, L)
     empty_hidden, empty_mask = text_encoder.empty(1)  # (1, L0, D): the same embedding sampling uses for CFG
-    lap("text")
+    clock.lap("text")
 
     unet = build_unet(cfg)
     optimizer = build_optimizer(unet, cfg)
-    n, world = latents.shape[0], accelerator.num_processes
+    n = latents.shape[0]
     per_epoch = n // (t.batch_size * world)
     if per_epoch < 1:
         raise ValueError(f"data set of {n} images is smaller than one batch of {t.batch_size} x {world} processes")
@@ -272,23 +252,33 @@ def train(
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, min(t.warmup_steps, total // 2), total)
     ema = EMAModel(unet.parameters(), decay=t.ema_decay)
     noise_sched = make_train_scheduler(cfg.model)
-    noise_gen = torch.Generator().manual_seed(t.seed + 1)
+    # each rank draws its own timesteps, noise and caption dropout; rank 0 keeps the one-process stream
+    noise_gen = torch.Generator().manual_seed(dist.rank_seed(t.seed + 1, rank))
+    if rank:
+        torch.manual_seed(dist.rank_seed(t.seed, rank))  # stochastic executors draw from the global RNG
     pos, extra = Position(), {"grids": {}}
-    if resume:
+    if start is not None:
         pos, extra = load_checkpoint(
-            latest, unet=unet, ema=ema, optimizer=optimizer, lr_scheduler=lr_scheduler, generator=noise_gen
+            start,
+            unet=unet,
+            ema=ema,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            generator=noise_gen,
+            scaler=accelerator.scaler,
+            process_index=rank,
+            num_processes=world,
         )
-        if logger:
-            logger.close()
-            logger = MetricsLogger(run_dir, tensorboard=True, resume_step=pos.step)
-            log = logger.log
     unet, optimizer = accelerator.prepare(unet, optimizer)
     raw = accelerator.unwrap_model(unet)
     ema.to(accelerator.device)
     pipe_parts = {"vae": vae, "text_encoder": text_encoder}
     grids = {int(k): Path(v) for k, v in extra.get("grids", {}).items()}
+    saved_at = pos.step if start is not None else -1
 
     def checkpoint(p: Position) -> None:
+        nonlocal saved_at
+        rngs = dist.gather_from_ranks(accelerator, capture_rng(noise_gen))  # every rank calls: it is a collective
         if main:
             save_checkpoint(
                 ckpt_root,
@@ -301,12 +291,15 @@ def train(
                 generator=noise_gen,
                 extra={"grids": {k: str(v) for k, v in grids.items()}},
                 keep=t.keep_checkpoints,
+                scaler=accelerator.scaler,
+                rank_rngs=rngs,
             )
+        saved_at = p.step
 
     bar = tqdm(total=total, initial=pos.step, desc=f"train {cfg.name}", disable=not (show_progress and main))
     last_loss, skipped, step = float("nan"), 0, pos.step
     first_step = step
-    lap("denoiser")  # model build, optimizer and resume belong to the denoiser stage
+    clock.lap("denoiser")  # model build, optimizer and resume belong to the denoiser stage
     unet.train()
     for epoch in range(pos.epoch, t.epochs):
         order = epoch_order(n, t.seed, epoch)
@@ -316,22 +309,19 @@ def train(
             if step >= total:
                 complete = False
                 break
-            rows = order[(b * world + accelerator.process_index) * t.batch_size :][: t.batch_size]
+            rows = order[(b * world + rank) * t.batch_size :][: t.batch_size]  # this rank's slice of the batch
             lat = latents[rows].to(accelerator.device)  # (B, C, h, w)
             h, m = drop_captions(
-                hidden[rows],
-                mask[rows],
-                empty_hidden,
-                empty_mask,
-                p=cfg.model.cfg_dropout,
-                generator=noise_gen,
+                hidden[rows], mask[rows], empty_hidden, empty_mask, p=cfg.model.cfg_dropout, generator=noise_gen
             )  # (B, L, D), (B, L)
             with accelerator.autocast():
                 loss = diffusion_loss(
                     unet, lat, h.to(lat.device), m.to(lat.device), noise_sched, cfg.model, generator=noise_gen
                 )  # scalar
             record = {"step": step + 1, "epoch": epoch + 1}
-            finite_loss, gn = bool(torch.isfinite(loss)), None
+            # a rank with a non-finite loss makes every rank skip: DDP needs all of them in backward or none
+            finite_loss, gn = dist.all_ranks_agree(accelerator, bool(torch.isfinite(loss))), None
+            mean_loss = dist.mean_over_ranks(accelerator, loss) if finite_loss else float("nan")
             if finite_loss:
                 accelerator.backward(loss)
                 if t.grad_clip > 0:
@@ -343,7 +333,7 @@ def train(
                 grad_ok = grad_ok and not optimizer.step_was_skipped
             if grad_ok:
                 ema.step(raw.parameters())
-                last_loss = float(loss.detach())
+                last_loss = mean_loss
                 record.update(loss=last_loss, grad_norm=float(gn) if gn is not None else None)
             else:  # NaN/inf guard: no update of weights or EMA, the schedule moves on, and the log says so
                 skipped += 1
@@ -361,47 +351,43 @@ def train(
                 log(record)
             pos = Position(step=step, epoch=epoch, batch=b + 1)
             if t.checkpoint_every and step % t.checkpoint_every == 0:
-                lap("denoiser")
+                clock.lap("denoiser")
                 checkpoint(pos)
-                lap("checkpoints")
+                clock.lap("checkpoints")
             if on_step is not None:
                 on_step(pos, last_loss)
-        lap("denoiser")
+        clock.lap("denoiser")
         if not complete:  # max_steps reached mid-epoch
             break
         pos = Position(step=step, epoch=epoch + 1, batch=0)
         if main and samples and (epoch + 1) % t.sample_every == 0:
-            grids[epoch + 1] = _sample_grid(
-                cfg, pipe_parts, raw, ema, run_dir / "samples" / f"epoch-{epoch + 1:03d}.png"
-            )
+            path = run_dir / "samples" / f"epoch-{epoch + 1:03d}.png"
+            grids[epoch + 1] = sample_grid(cfg, pipe_parts, raw, ema, path)
+            logger.image("samples", path, step)
             evolution_figure(grids, run_dir / "evolution.png")
-            lap("sampling")
+            clock.lap("sampling")
         checkpoint(pos)
-        lap("checkpoints")
+        clock.lap("checkpoints")
         if step >= total:
             break
     bar.close()
-    done = latest_checkpoint(ckpt_root)
-    if done is None or done.name != f"step-{step:08d}":
+    if saved_at != step:
         checkpoint(pos)
     accelerator.wait_for_everyone()
-    lap("checkpoints")
+    clock.lap("checkpoints")
     out = None
     if main:
-        records = read_metrics(run_dir / "metrics.jsonl")
-        plot_loss(records, run_dir / "loss.png")
-        plot_gates(records, run_dir / "gates.png")
+        write_plots(run_dir)
         if export:
-            out = _export(cfg, pipe_parts, raw, ema, run_dir)
+            out = export_pipeline(cfg, pipe_parts, raw, ema, run_dir)
         logger.close()
-    lap("export")
-    timings, cpu = ({k: round(v, 3) for k, v in d.items()} for d in (timings, cpu))
+    clock.lap("export")
+    timings, cpu = ({k: round(v, 3) for k, v in d.items()} for d in (clock.wall, clock.cpu))
     timings.update(total=round(sum(timings.values()), 3), denoiser_steps=step - first_step)
     cpu.update(total=round(sum(cpu.values()), 3), denoiser_steps=step - first_step)
     if main:
         info = {"timings_s": timings, "cpu_s": cpu, "latent_cache": "reused" if cache_reused else "computed"}
-        info.update(resumed=resume, threads=torch.get_num_threads(), load_avg=os.getloadavg())
-        path = run_dir / "timings.json"  # one entry per call: a resume appends, a fresh run starts the list
-        calls = json.loads(path.read_text())["calls"] if resume and path.is_file() else []
-        path.write_text(json.dumps({"calls": [*calls, info]}, indent=2) + "\n")
-    return TrainResult(run_dir, cfg, step, last_loss, skipped, out, timings, cpu)
+        info.update(resumed=resume, processes=world, threads=torch.get_num_threads(), load_avg=os.getloadavg())
+        append_timings(run_dir, info, resume=resume)
+    accelerator.wait_for_everyone()  # no rank leaves (and tears the process group down) before the main one is done
+    return TrainResult(run_dir, cfg, step, last_loss, skipped, out, timings, cpu, main_process=main)

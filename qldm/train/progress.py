@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ __all__ = ["MetricsLogger", "read_metrics", "save_grid", "plot_loss", "plot_gate
 class MetricsLogger:
     """Append-only JSON-lines log plus (optionally) TensorBoard scalars.
 
-    Each record is one JSON object per line with at least ``step``; ``log`` flushes at once so a killed run
-    keeps everything logged so far. On resume, records past the resumed step are dropped first, so the file
-    never holds the same step twice.
+    Each record is one JSON object per line with at least ``step``; ``log`` flushes at once so a killed run keeps
+    everything logged so far. On resume, records past the resumed step are dropped first, so the file never holds the
+    same step twice, and so is a torn last record (a crash or a full disk mid-append), with a warning.
 
     Args:
         run_dir: Run directory; writes ``metrics.jsonl`` and ``tb/``.
@@ -35,7 +36,14 @@ class MetricsLogger:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
-            keep = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            records, torn = _parse(self.path)
+            if torn is not None:
+                warnings.warn(
+                    f"{self.path}: dropped a torn last record ({torn[:60]!r}), left by a run stopped mid-write",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            keep = [r for r in records if r.get("step", 0) <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
@@ -49,22 +57,56 @@ class MetricsLogger:
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self._tb is not None:
-            step = int(record.get("step", 0))
+            step = int(record.get("step", record.get("vae_epoch", 0)))  # stage-1 records count epochs
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(float(v)):
                     self._tb.add_scalar(k, v, step)
+
+    def image(self, tag: str, path: str | os.PathLike, step: int) -> None:
+        """Add a PNG (a sample or reconstruction grid) to TensorBoard; a no-op without TensorBoard."""
+        if self._tb is None:
+            return
+        from PIL import Image
+
+        pixels = np.asarray(Image.open(path).convert("RGB"))  # (H, W, 3) uint8
+        self._tb.add_image(tag, pixels, step, dataformats="HWC")
+        self._tb.flush()
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
 
 
+def _parse(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of a ``metrics.jsonl`` and its torn last line (None if the file ends cleanly).
+
+    Raises:
+        ValueError: If a line other than the last is not JSON (the file was damaged, not cut short), naming it.
+    """
+    lines = path.read_text().splitlines()
+    records: list[dict[str, Any]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                return records, line
+            raise ValueError(f"{path} line {i + 1} is not a JSON record ({err}); repair or remove that line") from None
+    return records, None
+
+
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` (a missing file gives an empty list)."""
+    """All records of a ``metrics.jsonl`` (a missing file gives an empty list; a torn last line is left out).
+
+    Raises:
+        ValueError: If a line before the last is not JSON, naming the file and line.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _parse(path)[0]
 
 
 def save_grid(images: np.ndarray, path: str | os.PathLike, *, nrow: int, pad: int = 2) -> Path:

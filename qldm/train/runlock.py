@@ -19,8 +19,8 @@ __all__ = ["RunFolderBusy", "RunLock"]
 LOCK_NAME = ".qldm.lock"
 
 
-class RunFolderBusy(RuntimeError):
-    """Another live process holds the run folder."""
+class RunFolderBusy(ValueError):
+    """Another live process holds the run folder: an input error (a busy ``--out``), so commands report one line."""
 
 
 class RunLock:

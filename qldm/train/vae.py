@@ -7,6 +7,7 @@ stored in the run config, never hard-coded, so that stage 2 sees unit-variance l
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from qldm.config import RunConfig
 from qldm.models import build_vae, measure_latent_scale
 
-__all__ = ["train_vae", "load_or_train_vae", "random_crops"]
+__all__ = ["train_vae", "load_or_train_vae", "random_crops", "check_found_vae", "reconstruction_grid"]
 
 
 def _pixels(dataset) -> torch.Tensor:
@@ -119,6 +120,52 @@ def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
     return vae, scale
 
 
+def check_found_vae(cfg: RunConfig, vae_dir: Path) -> None:
+    """Refuse a ``vae/`` already in the run folder (a killed run's, or copied there) that the config does not describe.
+
+    A trained ``tiny`` VAE must match the config's image and latent channels, block widths and layers; a pretrained
+    one (``train.vae_pretrained`` or ``model.vae``) its level count and latent channels.
+
+    Raises:
+        ValueError: Naming the folder and the first mismatching setting.
+    """
+    m = cfg.model
+    try:
+        found = json.loads((vae_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        msg = f"{vae_dir / 'config.json'} cannot be read ({err}); remove {vae_dir} or use another --out"
+        raise ValueError(msg) from None
+    expected: dict[str, object] = {"latent_channels": m.latent_channels}
+    if cfg.train.vae_pretrained or m.vae != "tiny":
+        expected["levels"] = len(m.vae_block_channels)
+        found = {**found, "levels": len(found.get("block_out_channels") or [])}
+    else:
+        expected.update(
+            in_channels=m.image_channels,
+            out_channels=m.image_channels,
+            block_out_channels=list(m.vae_block_channels),
+            layers_per_block=m.vae_layers_per_block,
+        )
+    for key, want in expected.items():
+        have = found.get(key)
+        if (list(have) if isinstance(have, (list, tuple)) else have) != want:
+            raise ValueError(
+                f"{vae_dir} holds a VAE with {key}={have!r} but the config asks for {want!r} (a stale stage 1 from "
+                "another config?); remove that folder or choose another --out"
+            )
+
+
+@torch.no_grad()
+def reconstruction_grid(vae, dataset, path: str | os.PathLike, *, n: int = 8) -> Path:
+    """Save the first ``n`` images (top row) above their VAE reconstructions (bottom row) as a PNG."""
+    from qldm.train.progress import save_grid
+
+    x = torch.stack([dataset[i]["pixel_values"] for i in range(min(n, len(dataset)))])  # (n, 3, H, W) in [-1, 1]
+    rec = vae.decode(vae.encode(x).latent_dist.mean).sample  # (n, 3, H, W)
+    both = torch.cat([x, rec]).clamp(-1, 1).add(1).div(2).permute(0, 2, 3, 1)  # (2n, H, W, 3) in [0, 1]
+    return save_grid(both.float().numpy(), path, nrow=x.shape[0])
+
+
 def load_or_train_vae(
     cfg: RunConfig, dataset, run_dir: str | os.PathLike, *, show_progress: bool = True, log=None
 ) -> tuple[object, RunConfig]:
@@ -130,12 +177,16 @@ def load_or_train_vae(
 
     Returns:
         ``(vae, cfg)`` with the config's ``latent_scale`` set.
+
+    Raises:
+        ValueError: If ``run_dir/vae`` exists but does not match the config (:func:`check_found_vae`).
     """
     from diffusers import AutoencoderKL
 
     vae_dir = Path(run_dir) / "vae"
     pixels_for_scale = None
     if (vae_dir / "config.json").is_file():
+        check_found_vae(cfg, vae_dir)
         vae = AutoencoderKL.from_pretrained(vae_dir)
     elif cfg.train.vae_pretrained:
         vae = AutoencoderKL.from_pretrained(cfg.train.vae_pretrained)
