@@ -106,6 +106,12 @@ CASES: list[tuple[list[str], str]] = [
     (["sample", "--checkpoint", "{empty}", "--out", "{tmp}/s"], "neither a pipeline folder"),
     (["sample", "--run", "{run}", "--hardware-cache", "x", "--no-hardware-cache", "--out", "{tmp}/s"], "not allowed"),
     (["sample", "--out", "{tmp}/s"], "one of the arguments --run --checkpoint is required"),
+    # ablate
+    (["ablate", "--run", "{run}", "--n", "1", "--out", "{tmp}/a"], "--n must be >= 2"),
+    (["ablate", "--run", "{run}", "--modes", "none", "--out", "{tmp}/a"], "--modes takes"),
+    (["ablate", "--run", "{run}", "--seeds", "0,0", "--out", "{tmp}/a"], "expected distinct integers >= 0"),
+    (["ablate", "--run", "{run}", "--guidance", "nan", "--out", "{tmp}/a"], "--guidance must be a finite number"),
+    (["ablate", "--run", "{tmp}/missing", "--out", "{tmp}/a"], "no pipeline/model_index.json"),
     # evaluate
     (["evaluate", "--run", "{run}", "--batch-size", "0", "--out", "{tmp}/e"], "--batch-size: must be >= 1"),
     (["evaluate", "--run", "{run}", "--n", "1", "--out", "{tmp}/e"], "--n: must be >= 2"),

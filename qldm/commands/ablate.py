@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import out_parent, progress_parent
+from qldm.commands.common import out_parent, progress_parent, seed_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder (uses RUN/pipeline) or a pipeline folder")
     parser.add_argument("--modes", default="lambda0,mean,shuffle", help="ablations, comma-separated")
     parser.add_argument("--n", type=int, default=200, help="images per mode and seed (default 200)")
-    parser.add_argument("--seeds", default="0", help="sampling seeds, comma-separated (default 0)")
+    parser.add_argument("--seeds", type=seed_list, default=[0], help="sampling seeds, comma-separated (default 0)")
     parser.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     parser.add_argument("--guidance", type=float, help="CFG scale (default: the run's sample.guidance)")
     parser.add_argument("--batch-size", type=int, default=32, help="prompts per sampling batch (default 32)")
@@ -33,16 +33,14 @@ def parents() -> list[argparse.ArgumentParser]:
 def _check(args: argparse.Namespace) -> tuple[list[str], list[int]]:
     import math
 
-    from qldm.commands.common import int_list, word_list
+    from qldm.commands.common import word_list
     from qldm.eval.ablation import ABLATIONS
 
     modes = word_list(args.modes)
     bad = [m for m in modes if m not in ABLATIONS or m == "none"]
     if not modes or bad:
         raise ValueError(f"--modes takes {list(ABLATIONS[1:])}, got {args.modes!r}")
-    seeds = int_list(args.seeds)
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds has repeats: {args.seeds!r}")
+    seeds = args.seeds
     for name, low in (("n", 2), ("steps", 1), ("batch_size", 1), ("bootstrap", 10)):
         if getattr(args, name) < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")

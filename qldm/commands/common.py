@@ -173,6 +173,21 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``: distinct integers >= 0 (an argparse ``type`` for sampling seeds).
+
+    Raises:
+        argparse.ArgumentTypeError: If an item is not an integer >= 0, an item repeats, or the list is empty.
+    """
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct integers >= 0, got {text!r}")
+    return values
+
+
 @contextmanager
 def reading(path: str | Path) -> Iterator[None]:
     """Turn a damaged input (truncated weights, garbled JSON, unreadable file) into one line naming ``path``.
