@@ -227,8 +227,7 @@ def contraction_width(n_qubits: int, layers: list[int], *, ancillas: str = "per-
     """The tensor-network executor's planned cost per token (largest intermediate, flops) against layers.
 
     Returns:
-        One dict per L: ``{"n_layers", "largest", "flops", "statevector_size"}`` (``statevector_size =
-        2**wires``).
+        One dict per L: ``{"n_layers", "largest", "flops", "statevector_size"}`` (``statevector_size = 2**wires``).
     """
     from qldm.quantum.tensornet import TensorNetworkExecutor
 

@@ -41,9 +41,9 @@ class StudyResult:
 
     Attributes:
         settings: The command's settings (designs, qubits, layers, samples, observable, seed, noise...).
-        points: Per point: its config (``design``, ``n_qubits``, ``n_layers``, ``observable``, ``samples``,
-            ``seed``, ``key``) merged with its outcome (``variance``, ``ci_low``, ``ci_high``, ``exact``,
-            ``method``, ``seconds``, ...).
+        points: Per point: its config (``design``, ``n_qubits``, ``n_layers``, ``observable``, ``samples``, ``seed``,
+            ``key``) merged with its outcome (``variance``, ``ci_low``, ``ci_high``, ``exact``, ``method``, ``seconds``,
+            ...).
         fits: Per ``design|L<layers>``: ``{"slope", "stderr", "intercept", "n_points"}``.
         versions: :func:`package_versions` at creation.
         created: Timestamp of creation; ``updated`` of the last write.

@@ -9,13 +9,11 @@ same branches) compare on the same tokens and weights
 - Aer with ``NoiseModel.from_backend`` (``aer-noise:<Fake>``), shot-sampled,
 - runtime local testing mode (``fake:<Fake>``), shot-sampled (only where it finishes in reasonable time),
 
-reporting mean |emulator - noisy| and mean |exact - noisy| (the noise the emulator must explain), the
-shot-noise floor 1/sqrt(shots), and wall times. Weights are small (U[0, 0.6)) so outputs are large enough for
-noise to show.
+reporting mean |emulator - noisy| and mean |exact - noisy| (the noise the emulator must explain), the shot-noise floor
+1/sqrt(shots), and wall times. Weights are small (U[0, 0.6)) so outputs are large enough for noise to show.
 
-Part 2: ``hardware.sampling.plan`` for one image at the ``tiny`` and ``paper`` presets, at each preset's own
-resolution, all steps and last 5 steps: PUBs, jobs, shots, 2q depth and a modelled QPU time (a model, not a
-measurement).
+Part 2: ``hardware.sampling.plan`` for one image at the ``tiny`` and ``paper`` presets, at each preset's own resolution,
+all steps and last 5 steps: PUBs, jobs, shots, 2q depth and a modelled QPU time (a model, not a measurement).
 
 Part 3 (optional, ``--pipeline DIR``): sample images from a trained pipeline with exact vs emulated-hardware Q-FFNs
 and report the mean absolute pixel difference (FID and attribute accuracy need ``qldm evaluate`` on the outputs).

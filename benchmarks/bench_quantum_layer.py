@@ -12,24 +12,24 @@ Circuit: ``qffn_circuit(n, n_layers=2, ancillas="per-qubit", readout="ring")`` (
 cell runs in a fresh child process, so that its memory is its own and a crash, a timeout or a memory blow-up
 loses only that cell. Per cell the child
 
-1. builds ``QuantumLayer(spec, executor=...)`` and runs a warm-up forward+backward twice on a few tokens
-   (compilation, lazy initialisation); the faster one sizes the batch, ``clamp(target_s / s_per_token)``;
+1. builds ``QuantumLayer(spec, executor=...)`` and runs a warm-up forward+backward twice on a few tokens (compilation,
+   lazy initialisation); the faster one sizes the batch, ``clamp(target_s / s_per_token)``;
 2. times the forward under ``torch.no_grad`` (inference) and the forward+backward (``sum().backward()``, with
    gradients to inputs and weights as inside the Q-FFN), ``--repeats`` times each, and reports the median;
 3. estimates the real floating-point operations per token of the forward+backward from the executor's plan (tensor
    network: 3x the planned forward contraction, 4 real flops per complex one; statevector: per matrix step ``8 d``
    real flops per amplitude, 3 passes for the adjoint) and divides the achieved rate by a complex64 matmul rate measured
    in the same child: the fraction of the arithmetic roofline;
-4. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through
-   ``/proc/self/clear_refs`` just before the phase) minus the resident set at that moment. The measure is the
-   same for every executor, whether memory comes from torch's allocator, Aer's C++ simulator or numpy
-   (``tracemalloc`` would miss the first two). Memory that an allocator cached in an earlier phase and reuses
-   does not count again. Where the reset is not allowed, ``ru_maxrss`` is used (an upper bound, flagged).
+4. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``
+   just before the phase) minus the resident set at that moment. The measure is the same for every executor, whether
+   memory comes from torch's allocator, Aer's C++ simulator or numpy (``tracemalloc`` would miss the first two). Memory
+   that an allocator cached in an earlier phase and reuses does not count again. Where the reset is not allowed,
+   ``ru_maxrss`` is used (an upper bound, flagged).
 
-A parent-side watchdog kills a child whose resident set exceeds ``--mem-limit-gib`` or that runs past
-``--timeout``. An executor that is too slow, killed or failing at some n is not tried at larger n. Executors
-whose module fails to import are listed as unavailable. Torch gets ``--threads`` threads, and so does Aer
-(``max_parallel_threads``), so the comparison is fair.
+A parent-side watchdog kills a child whose resident set exceeds ``--mem-limit-gib`` or that runs past ``--timeout``. An
+executor that is too slow, killed or failing at some n is not tried at larger n. Executors whose module fails to import
+are listed as unavailable. Torch gets ``--threads`` threads, and so does Aer (``max_parallel_threads``), so the
+comparison is fair.
 """
 
 from __future__ import annotations

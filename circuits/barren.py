@@ -42,8 +42,8 @@ def bp_circuit(
         seed: Seed of the random gate axes.
 
     Returns:
-        A spec with no inputs, weights ``theta[l*n + i]`` (layer l, qubit i; ``theta[0]`` is the paper's
-        theta_{1,1}) and a single observable. ``metadata["axes"]`` lists the drawn axes.
+        A spec with no inputs, weights ``theta[l*n + i]`` (layer l, qubit i; ``theta[0]`` is the paper's theta_{1,1})
+        and a single observable. ``metadata["axes"]`` lists the drawn axes.
 
     Raises:
         ValueError: On bad sizes, an unknown ancilla mode or observable.

@@ -6,10 +6,10 @@ unitaries. Library circuits (``ZZFeatureMap``, ``EfficientSU2``... as classes or
 ``PauliEvolutionGate`` are decomposed level by level until only such gates remain.
 
 Final measurements are dropped (expectation values do not need them; the reference ``EstimatorQNN`` refuses them
-instead). Barriers and delays are kept and skipped by the executors. The global phase, which changes no
-expectation value, is kept as it is, so a weight that only appears there stays declared, with zero gradient.
-Mid-circuit measurements, resets and classical control flow cannot be simulated as a pure state and are refused
-with a one-line message naming the instruction.
+instead). Barriers and delays are kept and skipped by the executors. The global phase, which changes no expectation
+value, is kept as it is, so a weight that only appears there stays declared, with zero gradient. Mid-circuit
+measurements, resets and classical control flow cannot be simulated as a pure state and are refused with a one-line
+message naming the instruction.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Q-FFN circuit: arctan phase encoding, ancilla-controlled rotation layers, CNOT ring, <Z> per data qubit.
 
-Wire layout (as in Yao & Hasegawa, PRA 111, 022426, and the original implementation): data qubits ``0..n-1``;
-ancillas after them. Per layer, every data qubit i gets a general rotation Rot(phi, theta, omega) =
-RZ(omega) RY(theta) RZ(phi), controlled by its ancilla (in ``|+>``), followed by a CNOT ring i -> (i+1) mod n.
+Wire layout (as in Yao & Hasegawa, PRA 111, 022426, and the original implementation): data qubits ``0..n-1``; ancillas
+after them. Per layer, every data qubit i gets a general rotation Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi),
+controlled by its ancilla (in ``|+>``), followed by a CNOT ring i -> (i+1) mod n.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def qffn_circuit(
             of several qubits), ``"local"`` drops that last ring.
 
     Returns:
-        A spec with inputs ``x[0..n-1]`` (raw features, encoded as ``RY(atan(x_i))``), weights
-        ``w[(l*n + i)*3 + k]`` for layer l, qubit i and angle k in (phi, theta, omega), and observables Z_i.
+        A spec with inputs ``x[0..n-1]`` (raw features, encoded as ``RY(atan(x_i))``), weights ``w[(l*n + i)*3 + k]``
+        for layer l, qubit i and angle k in (phi, theta, omega), and observables Z_i.
 
     Raises:
         ValueError: On a non-positive size or an unknown ancilla mode or readout.

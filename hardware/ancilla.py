@@ -47,8 +47,8 @@ def check_eliminable(spec: CircuitSpec) -> None:
     """Check the identity's preconditions: every ancilla gets one H first, then acts only as a control.
 
     Raises:
-        ValueError: If the spec has no ancillas, an ancilla is touched by anything but a leading H and
-            controls, or an observable acts on an ancilla.
+        ValueError: If the spec has no ancillas, an ancilla is touched by anything but a leading H and controls, or an
+            observable acts on an ancilla.
     """
     anc = set(spec.ancilla_qubits)
     if not anc:

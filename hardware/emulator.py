@@ -1,25 +1,25 @@
 """A fast calibrated emulator: exact torch expectation values, damped per observable, plus shot noise.
 
 Runtime local mode simulates device noise one trajectory per shot (timings in docs/quantum-facts.md), far too slow for
-sampling images. This emulator instead computes the exact ``<O_j>`` with
-qldm's ``StatevectorExecutor`` and multiplies it by a damping factor ``f_j`` from the *transpiled* circuit's
-calibration on that device, then adds Gaussian shot noise of variance ``(1 - (f_j <O_j>)^2) / shots``:
+sampling images. This emulator instead computes the exact ``<O_j>`` with qldm's ``StatevectorExecutor`` and multiplies
+it by a damping factor ``f_j`` from the *transpiled* circuit's calibration on that device, then adds Gaussian shot noise
+of variance ``(1 - (f_j <O_j>)^2) / shots``:
 
 - gates: each gate in the backward light cone of ``O_j`` (its device qubits) acts as a depolarizing channel
   with parameter ``lambda = e * d / (d - 1)`` from the target's average gate error ``e`` (``d = 2`` or ``4``),
   damping the observable by ``1 - lambda`` (a global-depolarizing-style approximation inside the light cone);
 - readout: each measured qubit flips with the target's readout error ``p``, damping ``Z`` by ``1 - 2p``;
-- idle decoherence (``idle_decoherence=True``): a qubit in the light cone that waits for ``t`` during the
-  scheduled circuit is damped by ``(exp(-t/T1) + 2 exp(-t/T2)) / 3`` (Pauli-averaged amplitude and phase
-  damping). Aer's ``NoiseModel.from_backend`` (and so local mode) puts relaxation only on gates, not on idle
-  qubits of an unscheduled circuit, so this is off by default and meant for real devices.
+- idle decoherence (``idle_decoherence=True``): a qubit in the light cone that waits for ``t`` during the scheduled
+  circuit is damped by ``(exp(-t/T1) + 2 exp(-t/T2)) / 3`` (Pauli-averaged amplitude and phase damping). Aer's
+  ``NoiseModel.from_backend`` (and so local mode) puts relaxation only on gates, not on idle qubits of an unscheduled
+  circuit, so this is off by default and meant for real devices.
 
-Because all of this is a constant factor, the emulator stays differentiable. With ``ancilla_elimination`` each
-branch circuit is emulated with its own damping and the branches are averaged, as the hardware executor would
-run them. Non-unital effects enter as an offset ``b`` for single-qubit ``Z`` observables (T1 relaxation of the
-read-out qubit over its busy time and the readout asymmetry ``P(0|1) - P(1|0)`` from
-``backend.properties()``): ``<O> -> f <O> + b``. Crosstalk and coherent errors are ignored;
-``benchmarks/bench_hardware.py`` measures its error against Aer's noisy simulation.
+Because all of this is a constant factor, the emulator stays differentiable. With ``ancilla_elimination`` each branch
+circuit is emulated with its own damping and the branches are averaged, as the hardware executor would run them.
+Non-unital effects enter as an offset ``b`` for single-qubit ``Z`` observables (T1 relaxation of the read-out qubit over
+its busy time and the readout asymmetry ``P(0|1) - P(1|0)`` from ``backend.properties()``): ``<O> -> f <O> + b``.
+Crosstalk and coherent errors are ignored; ``benchmarks/bench_hardware.py`` measures its error against Aer's noisy
+simulation.
 
 """
 
@@ -64,9 +64,9 @@ def observable_damping(
 ) -> tuple[list[float], list[float]]:
     """Affine noise map ``<O> -> f <O> + b`` of each mapped observable from ``backend``'s calibration.
 
-    ``f`` is the damping of the module docstring. ``b`` (single-qubit ``Z`` observables only, else 0) is the
-    non-unital part: amplitude damping of the read-out qubit towards ``|0>`` over its busy time,
-    ``gamma = 1 - exp(-t/T1)``, and the readout asymmetry ``P(0|1) - P(1|0)``.
+    ``f`` is the damping of the module docstring. ``b`` (single-qubit ``Z`` observables only, else 0) is the non-unital
+    part: amplitude damping of the read-out qubit towards ``|0>`` over its busy time, ``gamma = 1 - exp(-t/T1)``, and
+    the readout asymmetry ``P(0|1) - P(1|0)``.
     """
     target = backend.target
     isa = transpiled.circuit

@@ -1,20 +1,19 @@
 """``RuntimeExecutor``: a spec's expectation values from an Estimator primitive (Aer, local mode, a device).
 
-One layer call is one job: all tokens go into one PUB as a parameter-value array (in ``circuit.parameters``
-order, via ``CircuitSpec.parameter_values``), with the observables broadcast against it (shape ``(n_obs, 1)``
-against ``(B,)``). With ancilla elimination, each sampled on/off branch is one PUB of the same job, the shots
-split evenly over the branches. Work past ``max_pubs_per_job`` / ``max_parameter_sets_per_pub`` is split into
-more PUBs/jobs.
+One layer call is one job: all tokens go into one PUB as a parameter-value array (in ``circuit.parameters`` order, via
+``CircuitSpec.parameter_values``), with the observables broadcast against it (shape ``(n_obs, 1)`` against ``(B,)``).
+With ancilla elimination, each sampled on/off branch is one PUB of the same job, the shots split evenly over the
+branches. Work past ``max_pubs_per_job`` / ``max_parameter_sets_per_pub`` is split into more PUBs/jobs.
 
-Inference only: hardware results carry no gradient. When autograd would want one, the program returns a
-detached tensor and warns once (sampling loops often run with a ``requires_grad`` weight outside ``no_grad``;
-raising there would break them, while a silent zero gradient in training is what the warning is for).
+Inference only: hardware results carry no gradient. When autograd would want one, the program returns a detached tensor
+and warns once (sampling loops often run with a ``requires_grad`` weight outside ``no_grad``; raising there would break
+them, while a silent zero gradient in training is what the warning is for).
 
-With a ``cache_dir``, every PUB is paid for at most once (see :mod:`hardware.jobs`): each job's results enter the
-cache (keyed by transpiled circuit, parameter values and options) as that job finishes, each job id is journaled
-durably in ``<cache_dir>/jobs.jsonl`` right after submission, and a rerun collects a journaled ``ibm:`` job from the
-service instead of submitting it again (Aer and local-testing-mode jobs die with the process). A failed
-``job.result()`` polls the same job. Every job id is logged at INFO level; no credential is ever logged.
+With a ``cache_dir``, every PUB is paid for at most once (see :mod:`hardware.jobs`): each job's results enter the cache
+(keyed by transpiled circuit, parameter values and options) as that job finishes, each job id is journaled durably in
+``<cache_dir>/jobs.jsonl`` right after submission, and a rerun collects a journaled ``ibm:`` job from the service
+instead of submitting it again (Aer and local-testing-mode jobs die with the process). A failed ``job.result()`` polls
+the same job. Every job id is logged at INFO level; no credential is ever logged.
 """
 
 from __future__ import annotations
@@ -51,8 +50,8 @@ class RuntimeExecutor(Executor):
 
     Args:
         backend: A backend name (see :mod:`hardware.backends`) or a resolved backend.
-        shots: Shots per parameter set (split over branches with ancilla elimination). ``None`` with ``aer``:
-            exact expectation values.
+        shots: Shots per parameter set (split over branches with ancilla elimination). ``None`` with ``aer``: exact
+            expectation values.
         precision: Target standard error instead of shots (runtime semantics; overrides ``shots``).
         resilience: Mitigation options passed to the runtime Estimator (a :class:`Resilience` or its dict).
         mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it).
@@ -61,8 +60,8 @@ class RuntimeExecutor(Executor):
         retries: Further attempts after a transient failure (polling the same job when it was submitted); waits
             ``backoff * 2**attempt`` seconds.
         backoff: Base wait in seconds.
-        cache_dir: Directory for the transpiled-circuit cache, the results cache and the job journal
-            (``jobs.jsonl``); ``None``: memory only, nothing survives the process.
+        cache_dir: Directory for the transpiled-circuit cache, the results cache and the job journal (``jobs.jsonl``);
+            ``None``: memory only, nothing survives the process.
         ancilla_elimination: Run the ancilla-free branch ensemble instead of the faithful circuit.
         max_branches: With ancilla elimination, enumerate all ``2**k`` patterns if at most this many, else
             sample this many uniformly (torch global RNG) per call.

@@ -3,14 +3,13 @@
 - ``aer`` without shots: ``qiskit_aer.primitives.EstimatorV2`` (exact expectation values, precision 0).
 - ``aer`` with shots, ``aer-noise``: ``qiskit.primitives.BackendEstimatorV2`` on the ``AerSimulator`` (real
   shot sampling of measured bitstrings, with the device noise model for ``aer-noise``).
-- ``fake``/``ibm``: the runtime Estimator. qiskit-ibm-runtime 0.50+ deprecates ``EstimatorV2`` for the
-  client-side ``qiskit_ibm_runtime.executor_estimator.Estimator``; we use that one where it works, else
-  ``EstimatorV2``. Measured here (runtime 0.51): in local testing mode the new Estimator *does* apply
-  measurement mitigation (TREX) on the client (``<Z>`` of ``|1>`` on FakeManilaV2: -0.9595 raw, -1.0004 with
-  TREX), but it simulates the whole device register, so on large fake devices (FakeTorino, 133 qubits) Aer
-  runs out of memory; there ``auto`` falls back to ``EstimatorV2``, whose local mode ignores resilience
-  options (runtime warns so). ZNE, dynamical decoupling and gate twirling only have their effect on a real
-  device.
+- ``fake``/``ibm``: the runtime Estimator. qiskit-ibm-runtime 0.50+ deprecates ``EstimatorV2`` for the client-side
+  ``qiskit_ibm_runtime.executor_estimator.Estimator``; we use that one where it works, else ``EstimatorV2``. Measured
+  here (runtime 0.51): in local testing mode the new Estimator *does* apply measurement mitigation (TREX) on the client
+  (``<Z>`` of ``|1>`` on FakeManilaV2: -0.9595 raw, -1.0004 with TREX), but it simulates the whole device register, so
+  on large fake devices (FakeTorino, 133 qubits) Aer runs out of memory; there ``auto`` falls back to ``EstimatorV2``,
+  whose local mode ignores resilience options (runtime warns so). ZNE, dynamical decoupling and gate twirling only have
+  their effect on a real device.
 """
 
 from __future__ import annotations

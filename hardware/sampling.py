@@ -1,9 +1,8 @@
 """Hardware at sampling time: chosen Q-FFN blocks at chosen denoising steps on a backend; the cost plan.
 
-:func:`attach_hardware` returns an ``on_step_begin(step_index, timestep)`` callback for ``QLDMPipeline``: at
-the chosen steps it swaps the chosen blocks' executor to one :class:`~hardware.executor.RuntimeExecutor` (or
-the calibrated :class:`~hardware.emulator.EmulatorExecutor`), elsewhere back to each block's own exact
-executor.
+:func:`attach_hardware` returns an ``on_step_begin(step_index, timestep)`` callback for ``QLDMPipeline``: at the chosen
+steps it swaps the chosen blocks' executor to one :class:`~hardware.executor.RuntimeExecutor` (or the calibrated
+:class:`~hardware.emulator.EmulatorExecutor`), elsewhere back to each block's own exact executor.
 
 :func:`plan` counts, before anything is submitted, what one image costs: tokens per block are the latent ``h *
 w`` at that block's resolution, times 2 with classifier-free guidance, times the chosen steps.
@@ -97,8 +96,7 @@ def attach_hardware(
         **executor_options: Passed to the executor (shots, resilience, cache_dir, ancilla_elimination, ...).
 
     Returns:
-        The callback. Its ``executor`` attribute is the hardware executor, ``hardware_steps`` the chosen
-        steps.
+        The callback. Its ``executor`` attribute is the hardware executor, ``hardware_steps`` the chosen steps.
 
     Raises:
         ValueError: On a bad selector, a model without Q-FFN circuits, or an unconfirmed real device.
@@ -161,9 +159,9 @@ def hardware_step_callback(
 def block_tokens(model_cfg: Any, blocks: str = "bottleneck") -> list[tuple[str, int]]:
     """``(block, tokens per image per call)`` of every Q-FFN the model has in ``blocks``.
 
-    Transformer blocks sit at the ``attention_levels`` of the down path (``layers_per_block`` each) and the up
-    path (``layers_per_block + 1`` each), plus one in the mid block at the lowest resolution; level ``i``
-    works at ``latent / 2**i`` (diffusers downsamples after every level but the last).
+    Transformer blocks sit at the ``attention_levels`` of the down path (``layers_per_block`` each) and the up path
+    (``layers_per_block + 1`` each), plus one in the mid block at the lowest resolution; level ``i`` works at
+    ``latent / 2**i`` (diffusers downsamples after every level but the last).
     """
     latent = model_cfg.image_size // (2 ** (len(model_cfg.vae_block_channels) - 1))
     levels = len(model_cfg.unet_block_channels)
@@ -194,8 +192,8 @@ def plan(
     """Cost of sampling one image with hardware Q-FFNs: PUBs, jobs, shots, 2q depth and a modelled QPU time.
 
     Returns:
-        A JSON-able dict; ``qpu_time_model_s`` is an estimate from a timing *model* (per-job overhead
-        ``JOB_OVERHEAD_S`` + shots x (scheduled circuit duration + ``REP_DELAY_S``)), not a measurement.
+        A JSON-able dict; ``qpu_time_model_s`` is an estimate from a timing *model* (per-job overhead ``JOB_OVERHEAD_S``
+        + shots x (scheduled circuit duration + ``REP_DELAY_S``)), not a measurement.
 
     Raises:
         ValueError: On bad selectors, counts below 1, or a circuit wider than the device.

@@ -2,9 +2,9 @@
 
 The spec's circuit is transpiled by ``generate_preset_pass_manager`` for the backend's target; its observables
 are mapped to the device qubits with ``SparsePauliOp.apply_layout``. Device qubits are chosen from calibration
-data: candidate chains of coupled qubits are grown by beam search scored by two-qubit, single-qubit and
-readout errors, the best few are passed as ``initial_layout`` (and the pass manager's own noise-aware layout
-is tried as well), and the candidate whose transpiled circuit has the highest estimated fidelity wins.
+data: candidate chains of coupled qubits are grown by beam search scored by two-qubit, single-qubit and readout errors,
+the best few are passed as ``initial_layout`` (and the pass manager's own noise-aware layout is tried as well), and the
+candidate whose transpiled circuit has the highest estimated fidelity wins.
 
 Aer pitfall (docs/quantum-facts.md): Aer runs parameterized ``crx``/``cry``/``crz``/``cp`` bound at run time as angle 0.
 For the noiseless ``aer`` backend we therefore transpile to a plain ``{cx, rz, ry, rx, sx, x, h}`` basis, so no
@@ -44,8 +44,8 @@ class TranspileReport:
         depth: Transpiled depth.
         two_qubit_gates: Count of two-qubit gates.
         two_qubit_depth: Depth counting only two-qubit gates.
-        estimated_fidelity: Product of ``(1 - error)`` over every gate and every read-out qubit, from the
-            backend target's calibration (1.0 without calibration). A model, not a measurement.
+        estimated_fidelity: Product of ``(1 - error)`` over every gate and every read-out qubit, from the backend
+            target's calibration (1.0 without calibration). A model, not a measurement.
         layout: Device qubit of each logical wire.
     """
 
@@ -142,8 +142,7 @@ def _interaction_order(circuit: QuantumCircuit) -> list[int]:
 def candidate_chains(backend: Any, length: int, *, beam: int = 64, keep: int = 4) -> list[list[int]]:
     """Chains of ``length`` coupled device qubits with the lowest calibrated error, best first (beam search).
 
-    Score of a chain: sum of ``-log(1 - e)`` over its couplings' two-qubit errors and its qubits' readout
-    errors.
+    Score of a chain: sum of ``-log(1 - e)`` over its couplings' two-qubit errors and its qubits' readout errors.
     """
     target = backend.target
     two_q = [n for n in target.operation_names if target.operation_from_name(n).num_qubits == 2]
@@ -180,8 +179,8 @@ class Transpiler:
     Args:
         backend: The resolved backend.
         optimization_level: Preset pass-manager level 0-3.
-        layout_candidates: Calibration-ranked chains tried as ``initial_layout`` (0: the pass manager's own
-            noise-aware layout only).
+        layout_candidates: Calibration-ranked chains tried as ``initial_layout`` (0: the pass manager's own noise-aware
+            layout only).
         cache_dir: Directory for ``<key>.qpy`` files; ``None`` keeps the cache in memory only.
         seed: ``seed_transpiler``, so a cached result equals a fresh one.
 

@@ -38,14 +38,13 @@ class DataConfig:
     """Where images and captions come from.
 
     Attributes:
-        source: ``"procedural"`` (built-in faces), ``"anime-faces"`` (../shared/data/anime-faces-64) or an image
-            folder.
+        source: ``"procedural"`` (built-in faces), ``"anime-faces"`` (../shared/data/anime-faces-64) or an image folder.
         image_size: Side in pixels after center-crop and resize.
         limit: Use at most this many images (procedural: how many to draw); None = all (procedural: 2000).
         seed: Seed of the procedural generator / subset choice.
         captions: Caption mode passed to ``build_dataset`` (``"auto"`` = the source's own captioner).
-        holdout: Hair colour/style combinations never shown in training, as ``"colour/style"`` strings
-            (procedural data only). The demo prompts them to test compositional generalisation.
+        holdout: Hair colour/style combinations never shown in training, as ``"colour/style"`` strings (procedural data
+            only). The demo prompts them to test compositional generalisation.
     """
 
     source: str = "procedural"
@@ -188,9 +187,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
 
     Args:
         cfg: The base config (usually a preset).
-        overrides: Strings like ``"train.epochs=3"``, ``"model.qffn.n_qubits=4"`` (nested sections by dotted
-            path), ``"data.holdout=blue/long,red/short"`` (tuples are comma-separated; ``none`` sets an optional
-            field to None).
+        overrides: Strings like ``"train.epochs=3"``, ``"model.qffn.n_qubits=4"`` (nested sections by dotted path),
+            ``"data.holdout=blue/long,red/short"`` (tuples are comma-separated; ``none`` sets an optional field to
+            None).
 
     Raises:
         ValueError: On a malformed override, an unknown key (the message lists the valid ones), a value of the

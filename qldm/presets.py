@@ -47,8 +47,8 @@ def _tiny() -> RunConfig:
             attention_head_dim=32,
             quantum_blocks="bottleneck",
             qffn=QFFNConfig(n_qubits=3, executor="statevector"),
-            # v-prediction: at high noise an eps-model's x0 estimate is amplified by 1/sqrt(alpha_bar); a
-            # short run learns global layout (and hair colour) much sooner predicting v (Salimans & Ho 2022)
+            # v-prediction: at high noise an eps-model's x0 estimate is amplified by 1/sqrt(alpha_bar); a short run
+            # learns global layout (and hair colour) much sooner predicting v (Salimans & Ho 2022)
             prediction_type="v_prediction",
         ),
         data=DataConfig(source="procedural", image_size=32, limit=2000, seed=0, holdout=("blue/twintails", "red/long")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -43,6 +44,24 @@ _ONE = ["h", "x", "sx", "s", "t"]
 _ONE_P = ["rx", "ry", "rz", "p"]
 _TWO = ["cx", "cz", "swap"]
 _TWO_P = ["crx", "cry", "crz", "cp", "rzz"]
+
+
+def qffn_data(n_qubits=2, batch=5, scale=2 * math.pi, seed=0, ancillas="per-qubit"):
+    """A seeded Q-FFN circuit case: ``(spec, x (batch, num_inputs), w (num_weights,), exact (batch, n_obs))``.
+
+    ``exact`` comes from the float64 statevector executor, the reference the hardware executors are checked against.
+    """
+    import torch
+
+    import circuits
+    from qldm.quantum.statevector import StatevectorExecutor
+
+    spec = circuits.qffn_circuit(n_qubits, 2, ancillas=ancillas)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, spec.num_inputs, generator=g, dtype=torch.float64)
+    w = torch.rand(spec.num_weights, generator=g, dtype=torch.float64) * scale
+    exact = StatevectorExecutor(dtype=torch.float64).compile(spec)(x, w)
+    return spec, x, w, exact
 
 
 def random_spec(seed: int, num_qubits: int = 4, num_gates: int = 24, num_inputs: int = 2) -> CircuitSpec:

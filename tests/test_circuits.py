@@ -1,5 +1,4 @@
-"""Circuit specs: construction errors, parameter order, fingerprints, QPY/QASM3 export, drawing, bp
-structure."""
+"""Circuit specs: construction errors, parameter order, fingerprints, QPY/QASM3 export, drawing, bp structure."""
 
 from __future__ import annotations
 

@@ -26,11 +26,10 @@ pytestmark = [
     pytest.mark.skipif(not ROOT.is_dir(), reason=f"anime faces not found at {ROOT} (set QLDM_ANIME_FACES)"),
 ]
 
-# Measured when the labels were committed: 139/216 = 0.644, Wilson 95% CI 0.578-0.704 on the held-out
-# "eval" split (majority class "brown" is 47/216 = 0.218, uniform chance 1/11). The captioner is
-# deterministic, so a rerun gives the same count unless the JPEG decoder changes; the bar is the measured
-# lower bound minus a margin of about 0.03 for decoder differences between Pillow builds. It fails if the
-# captioner or the labels regress.
+# Measured when the labels were committed: 139/216 = 0.644, Wilson 95% CI 0.578-0.704 on the held-out "eval" split
+# (majority class "brown" is 47/216 = 0.218, uniform chance 1/11). The captioner is deterministic, so a rerun gives the
+# same count unless the JPEG decoder changes; the bar is the measured lower bound minus a margin of about 0.03 for
+# decoder differences between Pillow builds. It fails if the captioner or the labels regress.
 MIN_ACCURACY = 0.55
 
 

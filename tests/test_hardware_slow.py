@@ -26,8 +26,8 @@ def _data(n, batch, seed=0):
 
 @pytest.mark.parametrize(("mode", "estimator"), [("batch", "executor"), ("session", "v2")])
 def test_local_mode_ancilla_eliminated_matches_emulator(mode, estimator):
-    # Tolerance: 4 sigma of shot noise (shots split over 4 branches; the branch average keeps sigma <=
-    # 1/sqrt(shots)) plus 0.1 of emulator model error measured on this device.
+    # Tolerance: 4 sigma of shot noise (shots split over 4 branches; the branch average keeps sigma <= 1/sqrt(shots))
+    # plus 0.1 of emulator model error measured on this device.
     spec, x, w, exact = _data(2, 3)
     shots = 400
     with warnings.catch_warnings():

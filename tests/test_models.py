@@ -152,8 +152,8 @@ def test_eval_is_deterministic_and_attention_dropout_only_trains():
 
 def _grads(unet: QLDMUNet, checkpoint: bool) -> tuple[dict[str, torch.Tensor], int]:
     calls = []
-    # a pre-hook: torch's non-reentrant checkpoint stops the recompute once the saved tensors are back,
-    # before the Q-FFN returns, so a post-forward hook would not see it
+    # a pre-hook: torch's non-reentrant checkpoint stops the recompute once the saved tensors are back, before the Q-FFN
+    # returns, so a post-forward hook would not see it
     hooks = [m.register_forward_pre_hook(lambda *_: calls.append(1)) for _, m in unet.quantum_modules()]
     if checkpoint:
         unet.enable_gradient_checkpointing()

@@ -28,11 +28,9 @@ def _run(spec: CircuitSpec, x: np.ndarray, w: np.ndarray, **opts) -> np.ndarray:
 
 
 def random_spec(seed: int, num_wires: int = 5, depth: int = 14, generic_start: bool = True) -> CircuitSpec:
-    """A seeded random circuit: random gates and wiring, inputs inside ``atan``/linear expressions, Pauli
-    sums.
+    """A seeded random circuit: random gates and wiring, inputs inside ``atan``/linear expressions, Pauli sums.
 
-    Without ``generic_start`` wires may begin with diagonal gates (controls, ``cz``, ``crz``) acting on
-    ``|0>``.
+    Without ``generic_start`` wires may begin with diagonal gates (controls, ``cz``, ``crz``) acting on ``|0>``.
     """
     rng = np.random.default_rng(seed)
     x, w = ParameterVector("x", 3), ParameterVector("w", depth * 4 + num_wires)

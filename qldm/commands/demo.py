@@ -1,9 +1,9 @@
 """``qldm demo``: the README's main command. Train ``tiny`` end to end on built-in faces, then check it.
 
-Trains the VAE (stage 1) and the hybrid denoiser (stage 2) on procedural faces, samples a grid with every hair
-colour, and judges the hair colour of >= 200 generated faces (including colour/style pairs held out of
-training) with the generator's own hair mask. The accuracy and a binomial test against chance are printed and
-saved as ``hair_colour_check.json`` in the run directory.
+Trains the VAE (stage 1) and the hybrid denoiser (stage 2) on procedural faces, samples a grid with every hair colour,
+and judges the hair colour of >= 200 generated faces (including colour/style pairs held out of training) with the
+generator's own hair mask. The accuracy and a binomial test against chance are printed and saved as
+``hair_colour_check.json`` in the run directory.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``qldm features``: feature maps before and after each Q-FFN's circuit, and gradient flow, as figures and JSON.
 
-The same figures and numbers as ``notebooks/feature_maps_and_gradient_flow.ipynb``: with ``--run`` or
-``--checkpoint`` the maps of that trained model; without, a tiny ``QLDMUNet`` trained here for ``--train-steps``
-steps on synthetic latents (its numbers describe that tiny setting, not a full model), whose gradient flow is also
-recorded. Writes ``OUT/feature_maps.png``, ``OUT/features.json`` and, for the tiny model, ``OUT/gradient_flow.png``.
+The same figures and numbers as ``notebooks/feature_maps_and_gradient_flow.ipynb``: with ``--run`` or ``--checkpoint``
+the maps of that trained model; without, a tiny ``QLDMUNet`` trained here for ``--train-steps`` steps on synthetic
+latents (its numbers describe that tiny setting, not a full model), whose gradient flow is also recorded. Writes
+``OUT/feature_maps.png``, ``OUT/features.json`` and, for the tiny model, ``OUT/gradient_flow.png``.
 """
 
 from __future__ import annotations

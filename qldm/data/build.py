@@ -58,9 +58,9 @@ def build_dataset(
         A dataset whose items are ``{"pixel_values": (3, S, S) in [-1, 1], "text": str, "attributes": dict}``.
 
     Raises:
-        ValueError: On an unknown caption mode, a folder that does not exist or holds no images, or
-            ``exclude_combos`` given for a folder source, or an unknown ``split`` (or one other than ``"train"``
-            for a source without a held-out split).
+        ValueError: On an unknown caption mode, a folder that does not exist or holds no images, or ``exclude_combos``
+            given for a folder source, or an unknown ``split`` (or one other than ``"train"`` for a source without a
+            held-out split).
     """
     if captions not in CAPTION_MODES:
         raise ValueError(f"captions must be one of {CAPTION_MODES}, got {captions!r}")

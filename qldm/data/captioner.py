@@ -4,15 +4,15 @@ The anime-faces-64 captions say nothing about the picture, so content tags must 
 tight and centred, so the top ~30% of the image is almost always hair (crown and bangs). The captioner
 
 1. takes that band (rows 1..30%, columns 8..92%) at 64x64,
-2. drops pixels within 12 CIELAB units of the skin colour (median of a cheek/nose patch at rows 55-75%,
-   columns 35-65%), line art (L < 18) and near-white background (L > 92, chroma < 6),
+2. drops pixels within 12 CIELAB units of the skin colour (median of a cheek/nose patch at rows 55-75%, columns 35-65%),
+   line art (L < 18) and near-white background (L > 92, chroma < 6),
 3. takes the per-channel median CIELAB colour of what is left (robust to highlights and shadows), and
 4. names it with fixed rules on lightness L, chroma C and hue angle h (below).
 
-A large near-white share of the band means white/silver hair (real backgrounds rarely show through the crown).
-The thresholds were set by hand on a tuning subset of 108 labelled images that is disjoint from the 216
-evaluation images in ``hair_labels.csv`` (see :mod:`qldm.data.hair_eval` for the measured accuracy).
-Eye colour is not tagged: at 64 px the irises are a few pixels and the rules were not reliable enough to ship.
+A large near-white share of the band means white/silver hair (real backgrounds rarely show through the crown). The
+thresholds were set by hand on a tuning subset of 108 labelled images that is disjoint from the 216 evaluation images in
+``hair_labels.csv`` (see :mod:`qldm.data.hair_eval` for the measured accuracy). Eye colour is not tagged: at 64 px the
+irises are a few pixels and the rules were not reliable enough to ship.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class HairFeatures:
 def classify_hair_features(f: HairFeatures) -> str:
     """Map hair-band features to a ``HAIR_COLORS`` name with fixed rules (order matters).
 
-    CIELAB hue angles: red ~40, orange ~60-75, yellow/blonde ~85-105, green ~110-180, blue ~190-295,
-    purple/violet ~300-345, pink ~0-45 at high lightness.
+    CIELAB hue angles: red ~40, orange ~60-75, yellow/blonde ~85-105, green ~110-180, blue ~190-295, purple/violet
+    ~300-345, pink ~0-45 at high lightness.
     """
     L, C, h = f.lightness, f.chroma, f.hue
     if f.white_fraction > 0.2 or (C < 10 and L >= 80):
@@ -84,8 +84,8 @@ class HairColorCaptioner:
 
     Args:
         prefix: First tag of every caption.
-        analysis_size: The image is centre-cropped and resized (bicubic) to this size before analysis;
-            the rules were calibrated at 64.
+        analysis_size: The image is centre-cropped and resized (bicubic) to this size before analysis; the rules were
+            calibrated at 64.
 
     Call it on a PIL image or an ``(H, W, 3)`` uint8 array; it returns ``(caption, {"hair_color": name})``.
     """

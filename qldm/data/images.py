@@ -1,13 +1,13 @@
 """Image folders: the Hugging Face imagefolder convention and the Kaggle Anime Face layout.
 
-- imagefolder: ``root/metadata.jsonl``, one JSON object a line with ``file_name`` (relative to root)
-  and ``text``; other keys (``year``, ...) become the item's ``attributes``.
+- imagefolder: ``root/metadata.jsonl``, one JSON object a line with ``file_name`` (relative to root) and ``text``; other
+  keys (``year``, ...) become the item's ``attributes``.
 - Kaggle: image files (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, ``.bmp``) anywhere under root, each with an
   optional same-stem ``.txt`` caption.
 
-Every image is decoded once at construction, centre-cropped to a square, resized (bicubic) and kept as
-uint8, so a corrupt file is found up front: it is skipped with a :class:`CorruptImageWarning`, its name is
-listed in ``dataset.skipped``, and the run goes on.
+Every image is decoded once at construction, centre-cropped to a square, resized (bicubic) and kept as uint8, so a
+corrupt file is found up front: it is skipped with a :class:`CorruptImageWarning`, its name is listed in
+``dataset.skipped``, and the run goes on.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Named colour palettes shared by the procedural faces, the pixel captioner and the hair-colour judge.
 
-All palettes are immutable (tuples of names, ``MappingProxyType`` name -> sRGB). One vocabulary for all
-three means "blue hair" in a prompt names the same thing whether the model was trained on procedural or on
-real faces.
+All palettes are immutable (tuples of names, ``MappingProxyType`` name -> sRGB). One vocabulary for all three means
+"blue hair" in a prompt names the same thing whether the model was trained on procedural or on real faces.
 """
 
 from __future__ import annotations
@@ -26,9 +25,8 @@ __all__ = [
     "nearest_palette_name",
 ]
 
-# Hair colours: the tag vocabulary of anime image boards, in the order the captioner and the judge report
-# them. RGB values are chosen far apart in CIELAB (smallest pairwise distance > 25) so nearest-colour
-# judging is robust.
+# Hair colours: the tag vocabulary of anime image boards, in the order the captioner and the judge report them. RGB
+# values are chosen far apart in CIELAB (smallest pairwise distance > 25) so nearest-colour judging is robust.
 HAIR_PALETTE = MappingProxyType(
     {
         "black": (28, 28, 36),

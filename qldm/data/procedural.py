@@ -1,11 +1,10 @@
 """Procedural anime-style faces: the built-in, download-free, seed-reproducible dataset.
 
-Each face is a stack of flat-coloured layers (background, back hair, face, bangs, eyes, mouth) whose shapes
-depend only on the hair style and the image size. The shapes are rasterised once per (style, size) with 4x4
-supersampling into coverage maps, and every image is an alpha composite of those maps with its own colours,
-so 2,000 faces at 32 px render in well under a second. Because the generator knows exactly where it drew hair,
-:func:`hair_mask` gives the judge of generated samples (:mod:`qldm.data.judge`) the region to read the hair
-colour from.
+Each face is a stack of flat-coloured layers (background, back hair, face, bangs, eyes, mouth) whose shapes depend only
+on the hair style and the image size. The shapes are rasterised once per (style, size) with 4x4 supersampling into
+coverage maps, and every image is an alpha composite of those maps with its own colours, so 2,000 faces at 32 px render
+in well under a second. Because the generator knows exactly where it drew hair, :func:`hair_mask` gives the judge of
+generated samples (:mod:`qldm.data.judge`) the region to read the hair colour from.
 """
 
 from __future__ import annotations
@@ -230,8 +229,8 @@ class ProceduralFaces(Dataset):
     """Procedurally drawn anime-style faces with captions naming their attributes.
 
     Attributes are drawn independently and uniformly from the palettes (``HAIR_COLORS``, ``HAIR_STYLES``,
-    ``EYE_COLORS``, ``SKIN_TONES``, ``BACKGROUND_COLORS``); pairs in ``exclude_combos`` never occur, so a
-    model trained on this set never sees them and prompting them tests compositional generalisation.
+    ``EYE_COLORS``, ``SKIN_TONES``, ``BACKGROUND_COLORS``); pairs in ``exclude_combos`` never occur, so a model trained
+    on this set never sees them and prompting them tests compositional generalisation.
 
     Args:
         num_images: N.

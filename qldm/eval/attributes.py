@@ -5,13 +5,13 @@ Two judges, one per kind of training data:
 - ``"procedural"``: models trained on the built-in faces. The generator knows where it draws hair for each
   style, so :func:`qldm.data.judge_hair_colour` reads the colour inside that mask (exact on clean renders).
   The prompt must name the hair style, which picks the mask.
-- ``"captioner"``: models trained on real faces. The pixel :class:`qldm.data.HairColorCaptioner` names the
-  colour (its own accuracy on 216 hand-labelled real faces is 0.644, Wilson 95% CI 0.578-0.704: a ceiling
-  on what this judge can certify).
+- ``"captioner"``: models trained on real faces. The pixel :class:`qldm.data.HairColorCaptioner` names the colour (its
+  own accuracy on 216 hand-labelled real faces is 0.644, Wilson 95% CI 0.578-0.704: a ceiling on what this judge can
+  certify).
 
 Chance is the accuracy of the best prompt-ignoring model: always drawing the most-prompted colour, so
-``p0 = max_c share of prompts asking for c`` (1/K for prompts balanced over K colours). The one-sided exact
-binomial test asks whether the accuracy beats it.
+``p0 = max_c share of prompts asking for c`` (1/K for prompts balanced over K colours). The one-sided exact binomial
+test asks whether the accuracy beats it.
 """
 
 from __future__ import annotations

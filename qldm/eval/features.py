@@ -1,23 +1,23 @@
 """Feature extractors for FID: Inception-v3 from a local weights file, or an offline hand-crafted one.
 
-FID (Heusel et al., NeurIPS 2017) compares Gaussians fitted to image features. Its usual features are the
-2048-d pool3 activations of the TF Inception-v3; torch-fidelity ships them as a PyTorch state dict
+FID (Heusel et al., NeurIPS 2017) compares Gaussians fitted to image features. Its usual features are the 2048-d pool3
+activations of the TF Inception-v3; torch-fidelity ships them as a PyTorch state dict
 (``pt_inception-2015-12-05-6726825d.pth``) but downloads it from the net, which this project cannot do. So
 :class:`InceptionFeatures` takes a LOCAL copy of that file.
 
-Without it, :class:`HandcraftedFeatures` is used. An untrained network's features mean nothing, so the
-fallback is built from image statistics whose meaning is known, all computed at 64x64:
+Without it, :class:`HandcraftedFeatures` is used. An untrained network's features mean nothing, so the fallback is built
+from image statistics whose meaning is known, all computed at 64x64:
 
 - layout: the mean colour of a 4x4 grid of cells (48 d): where face, hair and background sit;
 - colour: 8-bin histograms of R, G and B, square-rooted (Hellinger embedding) (24 d);
-- texture: at 4 pyramid scales (64, 32, 16, 8 px), the log energy of gray gradients in 4 orientations and
-  of the per-channel Laplacian (28 d): edges and fine texture, which blur removes and noise inflates;
+- texture: at 4 pyramid scales (64, 32, 16, 8 px), the log energy of gray gradients in 4 orientations and of the
+  per-channel Laplacian (28 d): edges and fine texture, which blur removes and noise inflates;
 - spectrum: log power of the gray image in 8 radial bands up to Nyquist (8 d);
 - noise: log median |Laplacian| per channel at 64 px (3 d): pixel noise in flat regions.
 
-That is 111 dimensions. They are not Inception features: numbers are comparable only with other reports
-labelled with the same extractor name, never with published FIDs. ``tests/test_eval_fid.py`` shows that the
-fallback separates two halves of the real faces from blurred or noisy copies.
+That is 111 dimensions. They are not Inception features: numbers are comparable only with other reports labelled with
+the same extractor name, never with published FIDs. ``tests/test_eval_fid.py`` shows that the fallback separates two
+halves of the real faces from blurred or noisy copies.
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ def _laplacian_energy(x: torch.Tensor) -> torch.Tensor:
 def _flat_region_noise(x: torch.Tensor) -> torch.Tensor:
     """Log median |Laplacian| per channel: ``(N, C, h, w) -> (N, C)``.
 
-    Most pixels of a clean face lie in flat regions, where the Laplacian is ~0, so its median measures pixel
-    noise (Donoho's median-absolute-deviation noise estimate uses the same idea) while the mean energy
-    above is dominated by edges and barely moves under mild noise.
+    Most pixels of a clean face lie in flat regions, where the Laplacian is ~0, so its median measures pixel noise
+    (Donoho's median-absolute-deviation noise estimate uses the same idea) while the mean energy above is dominated by
+    edges and barely moves under mild noise.
     """
     return torch.log(_laplacian(x).abs().flatten(2).median(dim=2).values + 1e-3)
 
@@ -133,8 +133,8 @@ class HandcraftedFeatures:
             x = F.interpolate(x, size=(_SIZE, _SIZE), mode="bilinear", antialias=True, align_corners=False)
         x = x.clamp(-1.0, 1.0)  # (N, 3, 64, 64)
         layout = F.adaptive_avg_pool2d(x, 4).flatten(1)  # (N, 48)
-        # Soft 8-bin histograms (each pixel split linearly between its two nearest bin centres) keep the
-        # features smooth in the pixel values.
+        # Soft 8-bin histograms (each pixel split linearly between its two nearest bin centres) keep the features smooth
+        # in the pixel values.
         pos = ((x + 1.0) * 3.5).flatten(2)  # (N, 3, P) in [0, 7]
         lo = pos.floor().clamp(max=6.0)
         frac = pos - lo

@@ -1,11 +1,11 @@
 """Fréchet distance between feature Gaussians (FID, Heusel et al. 2017), labelled by its feature extractor.
 
-FID = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)). The matrix square root uses ``scipy.linalg.sqrtm``
-with the stability fix of the reference implementations (pytorch-fid, TTUR): when the product is
-near-singular (few samples against many features) the result is not finite, so ``eps * I`` is added to both
-covariances and the root retaken; a negligible imaginary part from round-off is dropped, a large one is an
-error. FID is biased upwards at small N (Chong & Forsyth, CVPR 2020), so values are comparable only at equal
-N and with the same extractor; every :class:`FIDResult` carries both.
+FID = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)). The matrix square root uses ``scipy.linalg.sqrtm`` with the
+stability fix of the reference implementations (pytorch-fid, TTUR): when the product is near-singular (few samples
+against many features) the result is not finite, so ``eps * I`` is added to both covariances and the root retaken; a
+negligible imaginary part from round-off is dropped, a large one is an error. FID is biased upwards at small N (Chong &
+Forsyth, CVPR 2020), so values are comparable only at equal N and with the same extractor; every :class:`FIDResult`
+carries both.
 """
 
 from __future__ import annotations

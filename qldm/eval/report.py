@@ -1,11 +1,11 @@
 """Metrics of generated image sets and the side-by-side quantum-vs-classical report.
 
-Each (run, sampling seed) gives one :class:`SetMetrics`: FID against a reference set of real images, the
-high-frequency energy ratio and radial spectrum, and the prompted hair-colour accuracy. Runs are grouped by
-data set and label (:func:`qldm.eval.sources.run_label`); a group's value is the mean over all its
-(run, seed) sets with a Student-t 95% interval, and hair-colour counts are also pooled for a Wilson interval
-and an exact binomial test against chance. A "real (held-out)" row, a second real set against the same
-reference, gives the floor FID can reach at this N and the real HF ratio.
+Each (run, sampling seed) gives one :class:`SetMetrics`: FID against a reference set of real images, the high-frequency
+energy ratio and radial spectrum, and the prompted hair-colour accuracy. Runs are grouped by data set and label
+(:func:`qldm.eval.sources.run_label`); a group's value is the mean over all its (run, seed) sets with a Student-t 95%
+interval, and hair-colour counts are also pooled for a Wilson interval and an exact binomial test against chance. A
+"real (held-out)" row, a second real set against the same reference, gives the floor FID can reach at this N and the
+real HF ratio.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Does an FID feature extractor see image quality? Real half A against real half B, blurred B and noisy B.
 
-An untrained network's features mean nothing, so the offline extractor must earn its place: FID between two
-disjoint halves of the same real set (only sampling noise) must be far below FID against degraded copies.
-``qldm fid-separation --source procedural|anime-faces --n 1000 [--json out.json]`` (or ``python -m
-qldm.eval.separation``) prints the table; ``tests/test_eval_fid.py`` asserts it on both data sets.
+An untrained network's features mean nothing, so the offline extractor must earn its place: FID between two disjoint
+halves of the same real set (only sampling noise) must be far below FID against degraded copies.
+``qldm fid-separation --source procedural|anime-faces --n 1000 [--json out.json]`` (or
+``python -m qldm.eval.separation``) prints the table; ``tests/test_eval_fid.py`` asserts it on both data sets.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """What ``qldm evaluate`` compares: evaluation prompts, reference real images, run labels, image sets on disk.
 
 A set of generated images lives in a folder in the Hugging Face imagefolder layout: ``images/*.png`` plus
-``metadata.jsonl`` (``file_name``, ``text`` = the prompt). ``qldm evaluate`` writes its samples that way, so
-a report can be recomputed from the PNGs alone (``--images DIR``); the output of ``qldm sample``
-(``images/pXX-YYY.png`` with ``prompts.txt``) is read as well.
+``metadata.jsonl`` (``file_name``, ``text`` = the prompt). ``qldm evaluate`` writes its samples that way, so a report
+can be recomputed from the PNGs alone (``--images DIR``); the output of ``qldm sample`` (``images/pXX-YYY.png`` with
+``prompts.txt``) is read as well.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def run_label(model: Any) -> str:
 def evaluation_prompts(source: str, n: int) -> list[str]:
     """``n`` prompts balanced over hair colours (and styles for procedural data), in a fixed order.
 
-    Procedural: colour ``i % 11`` with style ``(i // 11) % 4``, so every colour-and-style pair appears,
-    including any a run held out of training. Real faces: ``"anime face, <colour> hair"``.
+    Procedural: colour ``i % 11`` with style ``(i // 11) % 4``, so every colour-and-style pair appears, including any a
+    run held out of training. Real faces: ``"anime face, <colour> hair"``.
 
     Raises:
         ValueError: If ``n < 2``.

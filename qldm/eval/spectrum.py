@@ -1,13 +1,13 @@
 """Radial power spectra and the high-frequency energy ratio of image sets.
 
-The original design claims its quantum layer helps high-frequency texture. Generative models are known to
-leave their mark in the upper part of the spectrum (Durall et al., CVPR 2020, "Watch your up-convolution";
-Dzanic et al., NeurIPS 2020), so the azimuthally averaged power spectrum of generated images against real
-ones, and the share of energy above a cutoff, measure that claim directly.
+The original design claims its quantum layer helps high-frequency texture. Generative models are known to leave their
+mark in the upper part of the spectrum (Durall et al., CVPR 2020, "Watch your up-convolution"; Dzanic et al., NeurIPS
+2020), so the azimuthally averaged power spectrum of generated images against real ones, and the share of energy above a
+cutoff, measure that claim directly.
 
-Conventions: frequencies are in cycles per pixel (Nyquist = 0.5). Each image channel has its mean removed
-before the FFT, so the DC term is zero and the total power is the pixel variance (Parseval); brightness
-differences therefore do not mask texture differences.
+Conventions: frequencies are in cycles per pixel (Nyquist = 0.5). Each image channel has its mean removed before the
+FFT, so the DC term is zero and the total power is the pixel variance (Parseval); brightness differences therefore do
+not mask texture differences.
 """
 
 from __future__ import annotations
@@ -70,10 +70,9 @@ def radial_power_spectrum(
     Args:
         images: ``(N, 3, H, W)`` in [-1, 1].
         mode: ``"gray"`` (BT.601 luma) or ``"per-channel"`` (R, G, B separately).
-        n_bins: Radial bins up to Nyquist (default ``min(H, W) // 2``: one per integer frequency). Bin k
-            (1..n_bins) is centred on ``k * 0.5 / n_bins`` cycles/pixel and holds the FFT bins whose radius
-            rounds to it; the DC term (zero after mean removal) and the corners beyond the last bin are left
-            out of the curve.
+        n_bins: Radial bins up to Nyquist (default ``min(H, W) // 2``: one per integer frequency). Bin k (1..n_bins) is
+            centred on ``k * 0.5 / n_bins`` cycles/pixel and holds the FFT bins whose radius rounds to it; the DC term
+            (zero after mean removal) and the corners beyond the last bin are left out of the curve.
 
     Returns:
         ``(freqs (n_bins,), power)``: bin centres in cycles/pixel and the mean power per bin, ``(n_bins,)``
@@ -138,8 +137,8 @@ def plot_spectra(
     """Plot log-power against frequency, one line per image set, and save a PNG.
 
     Args:
-        curves: ``label -> (freqs, power)`` or ``label -> (freqs, power, half_width)``; the optional half
-            width (e.g. a 95% CI over seeds) is drawn as a band.
+        curves: ``label -> (freqs, power)`` or ``label -> (freqs, power, half_width)``; the optional half width (e.g. a
+            95% CI over seeds) is drawn as a band.
         path: Output PNG.
         title: Figure title.
         cutoff: Marks ``cutoff * Nyquist`` (the high-frequency ratio's boundary); None for no mark.

@@ -41,8 +41,8 @@ def make_sample_scheduler(name: str, cfg: ModelConfig) -> SchedulerMixin:
     """A sampler for the trained process: ``"ddim"`` (Song et al. 2021), ``"dpm++"`` (2nd-order multistep
     DPM-Solver++, Lu et al. 2022) or ``"ddpm"`` (ancestral, as the original, 1000 steps).
 
-    Timesteps are spaced ``"trailing"`` so the first step is t = T - 1, where the sampler's N(0, I) start
-    matches training (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed").
+    Timesteps are spaced ``"trailing"`` so the first step is t = T - 1, where the sampler's N(0, I) start matches
+    training (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed").
 
     Raises:
         ValueError: On an unknown sampler name.

@@ -2,9 +2,9 @@
 
 A researcher's own U-Net, or a pretrained one (e.g. Stable Diffusion's), gets a parallel quantum branch in the
 feed-forward layer of chosen ``BasicTransformerBlock`` modules: the block's FFN ``f`` becomes
-``f(x) + lambda * post(Q(pre(x)))`` (a :class:`~qldm.qffn.QuantumFeedForward`). By default the block's own FFN, with
-its pretrained weights, is kept as the classical part, so ``gate_init=0`` reproduces the original model exactly until
-the gate is trained.
+``f(x) + lambda * post(Q(pre(x)))`` (a :class:`~qldm.qffn.QuantumFeedForward`). By default the block's own FFN, with its
+pretrained weights, is kept as the classical part, so ``gate_init=0`` reproduces the original model exactly until the
+gate is trained.
 
 The result is still a ``UNet2DConditionModel``: save its ``state_dict`` and, to load it, hybridize a fresh U-Net with
 the same arguments and call ``load_state_dict`` (``UNet2DConditionModel.from_pretrained`` knows nothing of the

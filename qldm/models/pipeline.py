@@ -5,9 +5,9 @@ that imports this class. ``model_index.json`` names the pipeline ``["qldm_pipeli
 convention for a pipeline defined in the folder, so ``DiffusionPipeline.from_pretrained(path, trust_remote_code=True)``
 loads it without the caller naming the class (diffusers asks for ``trust_remote_code`` before it runs any file from a
 folder). The components are recorded as (module, class) pairs such as ``["qldm.models.unet", "QLDMUNet"]``, which
-diffusers imports and loads with their own ``from_pretrained``. ``QLDMPipeline.from_pretrained(path)`` needs no flag:
-it runs the folder's ``qldm_pipeline.py`` only if it is exactly the file written here. The denoising loop is written
-out in ``__call__``.
+diffusers imports and loads with their own ``from_pretrained``. ``QLDMPipeline.from_pretrained(path)`` needs no flag: it
+runs the folder's ``qldm_pipeline.py`` only if it is exactly the file written here. The denoising loop is written out in
+``__call__``.
 """
 
 from __future__ import annotations

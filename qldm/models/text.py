@@ -2,9 +2,8 @@
 
 One object encodes prompts for training and for sampling, and gives the empty-caption embedding used both for caption
 dropout (training) and for the unconditional branch of classifier-free guidance (sampling), so the two cannot drift
-apart (the original used "" in training and a negative prompt at sampling). Prompts are always padded to
-``max_length`` and come with an attention mask (the original padded dynamically in training, to 77 at sampling, and
-passed no mask).
+apart (the original used "" in training and a negative prompt at sampling). Prompts are always padded to ``max_length``
+and come with an attention mask (the original padded dynamically in training, to 77 at sampling, and passed no mask).
 
 A pretrained encoder is checked before use: a folder without tokenizer files, or a tokenizer whose vocabulary does not
 fit the model, would otherwise give every prompt the same tokens and silently lose the text conditioning.
@@ -246,8 +245,8 @@ def build_text_encoder(cfg: ModelConfig) -> TextEncoder:
     hub id; pretrained ones are always frozen.
 
     Raises:
-        ValueError: If a pretrained encoder's hidden size differs from ``cfg.text_dim`` (the U-Net's
-            cross-attention width), its tokenizer is missing or does not fit it, or ``"minilm"`` is not installed.
+        ValueError: If a pretrained encoder's hidden size differs from ``cfg.text_dim`` (the U-Net's cross-attention
+            width), its tokenizer is missing or does not fit it, or ``"minilm"`` is not installed.
     """
     if cfg.text_encoder == "tiny":
         tokenizer = ByT5Tokenizer()

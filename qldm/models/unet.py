@@ -169,8 +169,8 @@ class QLDMUNet(ModelMixin, ConfigMixin):
         """Swap the executor of some Q-FFNs' circuits (e.g. exact in training, hardware for some sampling steps).
 
         Args:
-            executor: An executor, or a registry name (built with default options); one instance is shared by all
-                chosen blocks.
+            executor: An executor, or a registry name (built with default options); one instance is shared by all chosen
+                blocks.
             blocks: ``"all"``, ``"bottleneck"`` (the mid block's) or a list of names from :meth:`quantum_modules`.
 
         Returns:

@@ -90,8 +90,8 @@ def measure_latent_scale(
 ) -> float:
     """``1 / std`` of the unscaled latents (posterior means) over ``images``: scaled latents have unit variance.
 
-    This is how Stable Diffusion's 0.18215 was derived (Rombach et al. 2022, sec. 3.3 / appendix), here
-    measured on our own data and VAE and stored in ``ModelConfig.latent_scale`` rather than hard-coded.
+    This is how Stable Diffusion's 0.18215 was derived (Rombach et al. 2022, sec. 3.3 / appendix), here measured on our
+    own data and VAE and stored in ``ModelConfig.latent_scale`` rather than hard-coded.
 
     Args:
         images: ``(N, C, H, W)`` in [-1, 1], or an iterable of such batches.
@@ -122,8 +122,7 @@ def encode_images(
     """Pixels ``(B, C, H, W)`` in [-1, 1] -> scaled latents ``(B, c, H/f, W/f)``.
 
     Args:
-        sample: Draw from the posterior instead of taking its mean (the mean is deterministic and the
-            default).
+        sample: Draw from the posterior instead of taking its mean (the mean is deterministic and the default).
 
     Raises:
         ValueError: If ``images`` is not 4-D with the VAE's channel count.

@@ -17,18 +17,17 @@ Pitfalls of this stack, handled here and tested in ``tests/test_aer.py``:
 
 1. Aer 0.18 reads parameterized ``crx``/``cry``/``crz``/``cp`` bound at run time as angle 0. The circuit is
    therefore transpiled to :data:`AER_SAFE_BASIS` (parameterized gates only RX/RY/RZ) before it reaches Aer.
-2. ``EstimatorQNN(default_precision=0.015625)`` adds Gaussian noise to every forward pass, even on exact
-   estimators. We pass ``0.0`` unless the user asks for shots/precision.
-3. PUB parameter arrays bind in ``circuit.parameters`` order (sorted by name), not in spec order. The
-   ``"pub"`` path binds its own ``g[k]`` vector (checked to be in index order); the ``"qnn"`` path gives
-   ``EstimatorQNN`` the spec's ``input_params``/``weight_params``, which it renames ``inputs[i]`` and
-   ``weights[j]``, so its forward takes ``(inputs, weights)`` in spec order.
+2. ``EstimatorQNN(default_precision=0.015625)`` adds Gaussian noise to every forward pass, even on exact estimators. We
+   pass ``0.0`` unless the user asks for shots/precision.
+3. PUB parameter arrays bind in ``circuit.parameters`` order (sorted by name), not in spec order. The ``"pub"`` path
+   binds its own ``g[k]`` vector (checked to be in index order); the ``"qnn"`` path gives ``EstimatorQNN`` the spec's
+   ``input_params``/``weight_params``, which it renames ``inputs[i]`` and ``weights[j]``, so its forward takes
+   ``(inputs, weights)`` in spec order.
 
 Shots: Aer's ``EstimatorV2`` computes exact expectation values and, for ``precision > 0``, returns a draw from
-``N(exact, precision)``. ``shots=S`` maps to ``precision = 1/sqrt(S)``, the worst-case standard error of a
-Pauli estimate from S shots. Each call's noise seed is drawn from torch's global RNG (so gradient
-checkpointing, which restores that RNG, replays the same noise), or from a private generator when ``seed`` is
-given.
+``N(exact, precision)``. ``shots=S`` maps to ``precision = 1/sqrt(S)``, the worst-case standard error of a Pauli
+estimate from S shots. Each call's noise seed is drawn from torch's global RNG (so gradient checkpointing, which
+restores that RNG, replays the same noise), or from a private generator when ``seed`` is given.
 """
 
 from __future__ import annotations
@@ -131,8 +130,8 @@ class AerExecutor(Executor):
     """Expectation values from Qiskit Aer's ``EstimatorV2``, with parameter-shift gradients.
 
     Args:
-        method: ``"pub"`` (batched PUBs, own parameter shift; default: same numbers, much faster) or
-            ``"qnn"`` (``EstimatorQNN`` + a ``TorchConnector``-style autograd function).
+        method: ``"pub"`` (batched PUBs, own parameter shift; default: same numbers, much faster) or ``"qnn"``
+            (``EstimatorQNN`` + a ``TorchConnector``-style autograd function).
         shots: Emulated shots per expectation value (``precision = 1/sqrt(shots)``); ``None`` = exact.
         precision: Std of the Gaussian noise Aer adds; exclusive with ``shots``. ``None``/0 = exact.
         seed: Seed of the noise; ``None`` draws each call's seed from torch's global RNG (checkpoint-safe).

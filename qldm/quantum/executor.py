@@ -51,8 +51,8 @@ class Executor(ABC):
     def describe(self) -> dict:
         """Every constructor option, JSON-able, with ``name`` the registry name, stored with results and checkpoints.
 
-        For the registry's executors, ``make_executor(**executor.describe())`` builds an executor with the same
-        description.
+        For the registry's executors, ``make_executor(**executor.describe())`` builds an executor with the
+        same description.
         """
         return {"name": self.name}
 

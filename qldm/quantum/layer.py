@@ -24,9 +24,9 @@ class QuantumLayer(nn.Module):
         spec: The circuit.
         executor: The :class:`Executor` instance that runs the circuit (build one by name with
             :func:`qldm.quantum.make_executor`).
-        init: Weight initialisation. ``"uniform"``: U[0, 2*pi), as the original implementation and the
-            barren-plateau experiments. ``"small"``: N(0, init_scale^2), near-identity rotations that keep
-            gradients and output spread large at any width.
+        init: Weight initialisation. ``"uniform"``: U[0, 2*pi), as the original implementation and the barren-plateau
+            experiments. ``"small"``: N(0, init_scale^2), near-identity rotations that keep gradients and output spread
+            large at any width.
         init_scale: Standard deviation for ``init="small"``.
 
     Attributes:

@@ -7,8 +7,8 @@ rule of Wierichs, Izaac, Wang & Lin (Quantum 6, 677, 2022), with ``x_mu = (2 mu 
 
 exact, not a finite difference. ``R = 1, unit = 1`` is the two-term rule of Pauli rotations ``exp(-i theta P / 2)``
 (Mitarai et al., PRA 98, 032309; Schuld et al., PRA 99, 032331); ``R = 2, unit = 1/2`` is the four-term rule of
-controlled rotations, frequencies ``{1/2, 1}`` (Anselmetti et al., NJP 23, 113010, 2021), which also covers Pauli
-rotations.
+controlled rotations, frequencies ``{1/2, 1}`` (Anselmetti et al., NJP 23, 113010, 2021), which also covers
+Pauli rotations.
 """
 
 from __future__ import annotations

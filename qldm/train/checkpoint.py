@@ -263,8 +263,8 @@ def load_checkpoint(
     Raises:
         FileNotFoundError: If ``path`` is not a checkpoint directory.
         CheckpointDamaged: If one of its files cannot be read.
-        CircuitMismatchError: (a ``ValueError``) If the checkpoint's circuit differs from ``unet``'s (its
-            fingerprint, with the differing builder arguments named), before anything is restored.
+        CircuitMismatchError: (a ``ValueError``) If the checkpoint's circuit differs from ``unet``'s (its fingerprint,
+            with the differing builder arguments named), before anything is restored.
         ValueError: If it was saved by another number of processes (the data position would not match), or
             without the GradScaler state an fp16 run needs.
     """

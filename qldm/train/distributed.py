@@ -8,8 +8,8 @@ each batch, and only the main process writes into the run folder. Two launcher p
   ``DistributedType.NO`` and ran a whole copy of the run. :func:`make_accelerator` asks for the CPU explicitly when
   there is no GPU.
 - ``accelerate launch --cpu --num_processes 2`` (and ``--num_processes 2`` without ``--multi_gpu`` or an
-  ``accelerate config``) starts one ordinary process and drops the count. The process cannot see the lost count in
-  its environment, so :func:`requested_processes` reads it from the launcher's command line and the run is refused.
+  ``accelerate config``) starts one ordinary process and drops the count. The process cannot see the lost count in its
+  environment, so :func:`requested_processes` reads it from the launcher's command line and the run is refused.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def make_accelerator(mixed_precision: str):
         An ``accelerate.Accelerator``.
 
     Raises:
-        ValueError: If the launch asked for several processes but this one sees itself alone, with the command that
-            does start them.
+        ValueError: If the launch asked for several processes but this one sees itself alone, with the command that does
+            start them.
     """
     from accelerate import Accelerator
 

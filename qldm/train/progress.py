@@ -1,7 +1,7 @@
 """Progress output of a run: ``metrics.jsonl`` + TensorBoard, sample grids, the evolution figure and plots.
 
-Everything here reads or writes files in the run directory; nothing depends on the model, so plots can be
-redrawn from ``metrics.jsonl`` after a run (or while it runs).
+Everything here reads or writes files in the run directory; nothing depends on the model, so plots can be redrawn from
+``metrics.jsonl`` after a run (or while it runs).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stage 1: train a small ``AutoencoderKL`` on the data set, then measure the latent scale on it.
 
-The latent scale is *measured* (1 / std of the latents, as Rombach et al. 2022 did for SD's 0.18215) and
-stored in the run config, never hard-coded, so that stage 2 sees unit-variance latents whatever VAE it uses.
+The latent scale is *measured* (1 / std of the latents, as Rombach et al. 2022 did for SD's 0.18215) and stored in the
+run config, never hard-coded, so that stage 2 sees unit-variance latents whatever VAE it uses.
 """
 
 from __future__ import annotations
@@ -51,11 +51,10 @@ def random_crops(x: torch.Tensor, side: int, generator: torch.Generator) -> torc
 def train_vae(cfg: RunConfig, dataset, *, show_progress: bool = True, log=None):
     """Train the config's VAE on ``dataset`` for ``cfg.train.vae_epochs`` epochs.
 
-    Loss: L1 + MSE reconstruction, plus L1 at 1/4 resolution (a low-pass term: flat colour regions such as
-    hair are otherwise learned last, and the demo's hair-colour check depends on them), plus
-    ``vae_kl_weight`` times the KL to N(0, 1). The decoder sees the posterior mean: with LDM's tiny KL weight
-    (~1e-6, Rombach et al. 2022) the posterior collapses towards its mean anyway, and early sampling noise
-    (std ~1) only slows a short run.
+    Loss: L1 + MSE reconstruction, plus L1 at 1/4 resolution (a low-pass term: flat colour regions such as hair are
+    otherwise learned last, and the demo's hair-colour check depends on them), plus ``vae_kl_weight`` times the KL to
+    N(0, 1). The decoder sees the posterior mean: with LDM's tiny KL weight (~1e-6, Rombach et al. 2022) the posterior
+    collapses towards its mean anyway, and early sampling noise (std ~1) only slows a short run.
 
     With ``train.vae_crop`` set, every step sees one random window of that side per image instead of the whole
     image. The autoencoder is convolutional (its one attention layer works on any grid), so it is used on whole
@@ -172,8 +171,8 @@ def load_or_train_vae(
     """Stage 1 of a run: reuse ``run_dir/vae``, else load ``train.vae_pretrained`` or a frozen pretrained ``model.vae``
     (``model.vae_finetune=True`` trains it instead), else train one.
 
-    The trained VAE is saved with ``save_pretrained`` into a temporary folder renamed to ``run_dir/vae``
-    (atomic), and the measured scale is written into the returned config's ``model.latent_scale``.
+    The trained VAE is saved with ``save_pretrained`` into a temporary folder renamed to ``run_dir/vae`` (atomic), and
+    the measured scale is written into the returned config's ``model.latent_scale``.
 
     Returns:
         ``(vae, cfg)`` with the config's ``latent_scale`` set.

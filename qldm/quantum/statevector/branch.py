@@ -8,8 +8,8 @@ uniform mixture over its control values (``../shared/docs/quantum-facts.md``; Ya
 
 where ``<O>_b`` is the expectation in the data-only circuit in which a gate controlled by ancilla j acts iff
 ``b_j = 1``. Sampling K patterns per token uniformly gives an unbiased estimate with per-token variance
-``Var_b[<O>_b] / K`` at the cost of a ``2**n_data`` state. Patterns are drawn from torch's *global* RNG, which
-gradient checkpointing restores before its recompute, so the recompute reuses the same branches.
+``Var_b[<O>_b] / K`` at the cost of a ``2**n_data`` state. Patterns are drawn from torch's *global* RNG, which gradient
+checkpointing restores before its recompute, so the recompute reuses the same branches.
 """
 
 from __future__ import annotations

@@ -81,8 +81,7 @@ class CircuitPlan:
         """Evaluate (with autograd) the prefix single-wire states and the fused step matrices.
 
         Returns:
-            ``prefix`` of shape ``(R|1, N, 2)`` and one ``(R|1, d, d)`` tensor per step (None for
-            permutations).
+            ``prefix`` of shape ``(R|1, N, 2)`` and one ``(R|1, d, d)`` tensor per step (None for permutations).
         """
         e0 = torch.tensor([[1.0, 0.0]], dtype=cdtype, device=angles.device)  # (1, 2)
         states = []

@@ -96,8 +96,8 @@ class TensorNetworkExecutor(Executor):
     def compile(self, spec: CircuitSpec) -> TensorNetworkProgram:
         """Compile the spec, build its network and plan the contraction (once).
 
-        The path is planned for this circuit's own network; a circuit whose single token exceeds
-        ``max_chunk_elements`` under that path is refused rather than run out of memory.
+        The path is planned for this circuit's own network; a circuit whose single token exceeds ``max_chunk_elements``
+        under that path is refused rather than run out of memory.
 
         Raises:
             UnsupportedInstructionError: If the circuit holds an instruction that is not a unitary gate.

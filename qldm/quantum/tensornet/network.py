@@ -1,23 +1,20 @@
 """Turn a compiled spec into a labelled ket-and-bra tensor network (the structure only, no contraction).
 
-The network represents ``Tr(rho O)`` for ``rho = U |0><0| U^dagger``: a ket copy of the circuit, a conjugated
-bra copy, and one *slot* tensor per observed wire where the ket and bra ends meet. Three structural
-simplifications keep it small and generic (they read gate matrices, never gate names):
+The network represents ``Tr(rho O)`` for ``rho = U |0><0| U^dagger``: a ket copy of the circuit, a conjugated bra copy,
+and one *slot* tensor per observed wire where the ket and bra ends meet. Three structural simplifications keep it small
+and generic (they read gate matrices, never gate names):
 
 - **Gate fusion.** Consecutive gates whose union acts on <= 2 wires become one tensor (the three controlled
-  rotations of a controlled ``Rot``, a wire's single-qubit gates, the ``|0>`` preparation). Gates have three
-  levels: constant, weight-only (one tensor per call) and per-token (angles depend on the inputs, found by
-  evaluating the spec's angle function on two random tokens). A multi-qubit gate is never fused with a gate of
-  a higher level, so only the encoding carries the token index and everything else is evaluated once per
-  chunk.
-- **Diagonal wires are hyperedges.** A gate that is diagonal on a wire (a control, ``cz``, ``crz``, ``rz``...)
-  does not start a new index there: it shares the wire's current index, as in cotengra/quimb's hyper-graph
-  circuits.
-- **Traced wires close early.** An unobserved wire's ket and bra ends are one index. An ancilla that is
-  prepared in ``|+>`` and only ever controls (Yao & Hasegawa, PRA 111, 022426) then becomes one dimension-2
-  hyperedge whose two end vectors multiply to ``[1/2, 1/2]``: the classical branch mixture of
-  ``docs/quantum-facts.md``, found, not assumed. Wires observed only through ``I``/``Z`` close the same way and get
-  a diagonal slot.
+  rotations of a controlled ``Rot``, a wire's single-qubit gates, the ``|0>`` preparation). Gates have three levels:
+  constant, weight-only (one tensor per call) and per-token (angles depend on the inputs, found by evaluating the
+  spec's angle function on two random tokens). A multi-qubit gate is never fused with a gate of a higher level, so only
+  the encoding carries the token index and everything else is evaluated once per chunk.
+- **Diagonal wires are hyperedges.** A gate that is diagonal on a wire (a control, ``cz``, ``crz``, ``rz``...) does not
+  start a new index there: it shares the wire's current index, as in cotengra/quimb's hyper-graph circuits.
+- **Traced wires close early.** An unobserved wire's ket and bra ends are one index. An ancilla that is prepared in
+  ``|+>`` and only ever controls (Yao & Hasegawa, PRA 111, 022426) then becomes one dimension-2 hyperedge whose two end
+  vectors multiply to ``[1/2, 1/2]``: the classical branch mixture of ``docs/quantum-facts.md``, found, not assumed.
+  Wires observed only through ``I``/``Z`` close the same way and get a diagonal slot.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """A planned pairwise contraction tree with environments, so every Pauli term costs a few small contractions.
 
-Contracting the network once gives ``Tr(rho) = 1`` per token. The expectation of a Pauli string differs only
-in the slot tensors of its support wires, so instead of a contraction per term (or a ``which term`` hyperedge,
-which multiplies the whole cost by the number of terms) the plan keeps the tree: a forward pass stores every
-node, a top-down pass forms the *environment* of each node on the way to the terms' slots (reverse-mode
-differentiation of the tree, done explicitly), and a term group then re-contracts only the nodes between its
-slots and their lowest common ancestor. For single-wire observables such as the Q-FFN's ``Z_i`` that is one
-tiny einsum per observable, so all ``n`` outputs cost about three contractions instead of ``n`` (the DMRG
-left/right-environment trick, generalised to any tree and any Pauli sum). The path comes from opt_einsum (Gray
-& Kourtis, Quantum 5, 410 (2021), for the hyper-index view) and is planned once per spec.
+Contracting the network once gives ``Tr(rho) = 1`` per token. The expectation of a Pauli string differs only in the slot
+tensors of its support wires, so instead of a contraction per term (or a ``which term`` hyperedge, which multiplies the
+whole cost by the number of terms) the plan keeps the tree: a forward pass stores every node, a top-down pass forms the
+*environment* of each node on the way to the terms' slots (reverse-mode differentiation of the tree, done explicitly),
+and a term group then re-contracts only the nodes between its slots and their lowest common ancestor. For single-wire
+observables such as the Q-FFN's ``Z_i`` that is one tiny einsum per observable, so all ``n`` outputs cost about three
+contractions instead of ``n`` (the DMRG left/right-environment trick, generalised to any tree and any Pauli sum). The
+path comes from opt_einsum (Gray & Kourtis, Quantum 5, 410 (2021), for the hyper-index view) and is planned once per
+spec.
 """
 
 from __future__ import annotations
