@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import out_parent, progress_parent, seed_list
+from qldm.commands.common import out_parent, progress_parent, reading, seed_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     modes, seeds = _check(args)
-    pipe, cfg = load_run(args.run)
+    with reading(args.run):  # a damaged pipeline is one line naming it
+        pipe, cfg = load_run(args.run)
     out = Path(args.out)
     source, size = cfg.data.source, cfg.data.image_size
     guidance = cfg.sample.guidance if args.guidance is None else args.guidance

@@ -59,26 +59,6 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _load_run(path):
-    """``(pipeline, RunConfig)`` of a run folder (``RUN/pipeline``) or of a pipeline folder itself."""
-    from pathlib import Path
-
-    from qldm.config import load_config
-    from qldm.models import QLDMPipeline
-
-    path = Path(path)
-    pipe_dir = path if (path / "model_index.json").is_file() else path / "pipeline"
-    if not (pipe_dir / "model_index.json").is_file():
-        raise FileNotFoundError(f"{path} has no pipeline/model_index.json (is the run finished?)")
-    from qldm.commands.common import reading
-
-    cfg = load_config(pipe_dir if (pipe_dir / "run_config.json").is_file() else path)
-    with reading(pipe_dir):
-        pipe = QLDMPipeline.from_pretrained(pipe_dir)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, cfg
-
-
 def run(args: argparse.Namespace) -> int:
     import hashlib
     import platform
@@ -94,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from qldm.eval.sources import (
         evaluation_prompts,
         load_image_set,
+        load_run,
         reference_images,
         run_label,
         sample_images,
@@ -152,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         return key, refs[key][0]
 
     for run_dir in args.run:
-        pipe, cfg = _load_run(run_dir)
+        with reading(run_dir):  # a damaged pipeline is one line naming it
+            pipe, cfg = load_run(run_dir)
         if args.quantum_executor:
             pipe.unet.set_quantum_executor(args.quantum_executor)
         name, label = Path(run_dir).resolve().name, run_label(cfg.model)
