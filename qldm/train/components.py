@@ -128,3 +128,27 @@ def gate_values(unet: torch.nn.Module) -> dict[str, float]:
     return {
         f"gate/{name}": float(m.gate.detach()) for name, m in unet.named_modules() if isinstance(m, QuantumFeedForward)
     }
+
+
+def grad_norms(unet: torch.nn.Module) -> dict[str, float]:
+    """L2 norms of the current gradients by group, and the share of the squared norm reaching the circuit weights.
+
+    Groups: ``circuit`` (the Q-FFN circuits' own weights), ``quantum`` (circuit, pre and post), ``gate`` (the
+    lambdas), ``classical`` (the rest). ``grad_share/circuit`` = |g_circuit|² / |g|², the fraction of the update's
+    squared size that the circuit gets; clipping rescales every group alike, so it does not change the share.
+    """
+    from qldm.qffn import QuantumFeedForward
+
+    groups = unet.parameter_groups() if hasattr(unet, "parameter_groups") else {"classical": list(unet.parameters())}
+    circuit = [p for m in unet.modules() if isinstance(m, QuantumFeedForward) for p in m.quantum.parameters()]
+
+    def sq(params) -> float:
+        return sum(float(p.grad.detach().float().pow(2).sum()) for p in params if p.grad is not None)
+
+    parts = {name: sq(params) for name, params in groups.items()}
+    parts["circuit"] = sq(circuit)
+    total = sum(v for k, v in parts.items() if k != "circuit")
+    out = {f"grad/{k}": v**0.5 for k, v in parts.items()}
+    if circuit:
+        out["grad_share/circuit"] = parts["circuit"] / total if total > 0 else 0.0
+    return out

@@ -48,7 +48,7 @@ from qldm.train.checkpoint import (
     newest_loadable,
     save_checkpoint,
 )
-from qldm.train.components import build_unet, cache_latents, encode_texts, gate_values, load_dataset
+from qldm.train.components import build_unet, cache_latents, encode_texts, gate_values, grad_norms, load_dataset
 from qldm.train.outputs import StageClock, append_timings, export_pipeline, sample_grid, write_plots
 from qldm.train.progress import MetricsLogger, evolution_figure
 from qldm.train.resume import check_resume_config
@@ -326,6 +326,8 @@ def _train(
                 accelerator.backward(loss)
                 if t.grad_clip > 0:
                     gn = accelerator.clip_grad_norm_(unet.parameters(), t.grad_clip)  # unscales under fp16
+                if log and (step + 1) % t.log_every == 0:
+                    record.update(grad_norms(raw))
             grad_ok = finite_loss and (gn is None or bool(torch.isfinite(torch.as_tensor(gn))))
             if finite_loss and (grad_ok or accelerator.scaler is not None):
                 # under fp16 the GradScaler itself skips an inf step and lowers its scale; it must see it
