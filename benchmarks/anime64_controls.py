@@ -1,0 +1,223 @@
+"""The anime64 control study (issue 9, section 3): the 16-qubit model against controls trained the same way.
+
+Groups, each trained with ``qldm train --preset anime64`` on the same stage-1 VAE (``train.vae_pretrained`` = the
+headline run's ``vae/``, so the denoisers see the same latents) and seeds 0, 1, 2 (``train.seed``):
+
+- ``q``: the quantum model as the preset defines it (seed 0 is the headline run itself, which trained that VAE);
+- ``c``: the classical control, no Q-FFN, the mid-block FFN widened to the same parameter count
+  (``model.quantum_blocks=none model.match_params=true model.match_blocks=bottleneck``);
+- ``m``: the circuit replaced by the classical n -> n tanh MLP of about its size (``model.qffn.branch=mlp``).
+
+Each finished run is evaluated with ``qldm evaluate --run RUN --n 100 --seeds 0,1,2`` (FID against the held-out
+faces, high-frequency energy ratio, captioner hair-colour accuracy) and its metrics, config, timings, last grid and
+evaluation report are committed to ``benchmarks/results/anime64_controls/<name>/`` as soon as it finishes, so a run
+is never lost with the machine. ``--launch NAME:SEED:GROUP ...`` runs those jobs one after another that way.
+
+Summary (default): per run the mean over its 3 sampling seeds; per group the mean over runs with a Student-t 95%
+interval over training seeds (the unit of replication), Welch's t-test against the quantum group, pooled hair-colour
+accuracy with a Wilson interval; the trajectory of every lambda and the circuit's share of the squared gradient.
+Writes ``summary.json``, ``summary.md`` and ``controls.png`` into the results folder and prints the table.
+
+    python benchmarks/anime64_controls.py [--launch q1:1:q c0:0:c ...] [--results DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "anime64_controls"
+GROUPS = {
+    "q": ("quantum", []),
+    "c": ("classical FFN, matched params", ["model.quantum_blocks=none", "model.match_params=true",
+                                          "model.match_blocks=bottleneck"]),
+    "m": ("n->n MLP branch", ["model.qffn.branch=mlp"]),
+}  # fmt: skip
+EVAL = ["--n", "100", "--seeds", "0,1,2"]
+
+
+def _git_commit(path: Path, message: str) -> None:
+    subprocess.run(["git", "add", str(path)], cwd=ROOT, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", str(path)], cwd=ROOT, check=False)
+
+
+def launch(jobs: list[str], *, work: Path, vae: Path, results: Path) -> None:
+    """Train and evaluate each ``NAME:SEED:GROUP`` job in turn, committing its results as it finishes."""
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    for job in jobs:
+        name, seed, group = job.split(":")
+        sets = [f"train.seed={seed}", f"train.vae_pretrained={vae}", *GROUPS[group][1]]
+        run, dest = work / name, results / name
+        cmd = ["qldm", "train", "--preset", "anime64", "--out", str(run), "--no-progress"]
+        rc = subprocess.run([*cmd, *(a for s in sets for a in ("--set", s))], env=env).returncode
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in ("metrics.jsonl", "run_config.json", "timings.json"):
+            if (run / f).is_file():
+                shutil.copy(run / f, dest / f)
+        if (run / "samples" / "epoch-003.png").is_file():
+            shutil.copy(run / "samples" / "epoch-003.png", dest / "grid.png")
+        if rc == 0:
+            ev = work / f"{name}-eval"
+            subprocess.run(["qldm", "evaluate", "--run", str(run), *EVAL, "--out", str(ev), "--no-progress"], env=env)
+            for f in ("report.json", "report.md"):
+                shutil.copy(ev / f, dest / f"eval_{f}")
+        _git_commit(dest, f"anime64 control study: run {name} (group {group}, seed {seed}) trained and evaluated")
+
+
+def _run_row(folder: Path) -> dict | None:
+    """One run's scores (means over its sampling seeds) and training traces, or None if not evaluated yet."""
+    report = folder / "eval_report.json"
+    if not report.is_file():
+        return None
+    groups = json.loads(report.read_text())["groups"]
+    real = next(g for g in groups if g["label"].startswith("real"))
+    gen = next(g for g in groups if not g["label"].startswith("real"))
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = [m for m in metrics if "step" in m and m.get("loss") is not None]
+    gates = sorted({k for m in steps for k in m if k.startswith("gate/")})
+    return {
+        "run": folder.name,
+        "group": folder.name[0],
+        "label": gen["label"],
+        "fid": float(np.mean(gen["fid_values"])),
+        "hf": float(np.mean(gen["hf_values"])),
+        "acc": gen["acc_pooled"],
+        "acc_k": gen["acc_pooled_k"],
+        "acc_n": gen["acc_pooled_n"],
+        "real_fid": float(np.mean(real["fid_values"])),
+        "real_hf": float(np.mean(real["hf_values"])),
+        "final_loss": float(np.mean([m["loss"] for m in steps[-10:]])),
+        "steps": [m["step"] for m in steps],
+        "loss": [m["loss"] for m in steps],
+        "lambda": {g: [m.get(g) for m in steps] for g in gates},
+        "grad_share": [m.get("grad_share/circuit") for m in steps],
+    }
+
+
+def _t_ci(values: list[float]) -> tuple[float, float | None]:
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), None
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def summarize(results: Path) -> dict:
+    """Group table over training seeds; writes ``summary.json``/``summary.md``/``controls.png`` into ``results``."""
+    from qldm.data import wilson_interval
+
+    rows = [r for f in sorted(results.iterdir()) if f.is_dir() and (r := _run_row(f))]
+    if not rows:
+        raise SystemExit(f"no evaluated runs under {results}")
+    table = []
+    for key, (label, _) in GROUPS.items():
+        members = [r for r in rows if r["group"] == key]
+        if not members:
+            continue
+        entry = {"group": key, "label": label, "runs": [r["run"] for r in members]}
+        for m in ("fid", "hf", "acc", "final_loss"):
+            entry[m], entry[f"{m}_ci"] = _t_ci([r[m] for r in members])
+            entry[f"{m}_values"] = [r[m] for r in members]
+        k, n = sum(r["acc_k"] for r in members), sum(r["acc_n"] for r in members)
+        entry["acc_pooled"], entry["acc_wilson"] = k / n, list(wilson_interval(k, n))
+        table.append(entry)
+    ref = next((e for e in table if e["group"] == "q"), None)
+    for e in table:
+        for m in ("fid", "hf", "acc"):
+            a, b = e[f"{m}_values"], ref[f"{m}_values"] if ref else []
+            ok = ref is not None and e is not ref and len(a) > 1 and len(b) > 1
+            e[f"{m}_p_vs_quantum"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if ok else None
+    floor = {"fid": float(np.mean([r["real_fid"] for r in rows])), "hf": float(np.mean([r["real_hf"] for r in rows]))}
+    out = {"groups": table, "real_floor": floor, "runs": rows, "eval": " ".join(EVAL)}
+    (results / "summary.json").write_text(json.dumps(out, indent=1))
+    md = _markdown(table, floor)
+    (results / "summary.md").write_text(md)
+    _plot(rows, table, results / "controls.png")
+    print(md)
+    return out
+
+
+def _fmt(mean: float, ci: float | None, digits: int) -> str:
+    return f"{mean:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def _fmt_p(p: float | None) -> str:
+    return "" if p is None else f"{p:.2f}"
+
+
+def _markdown(table: list[dict], floor: dict) -> str:
+    lines = [
+        "| group | runs | FID (held-out) | p vs Q | HF ratio | p vs Q | hair colour | pooled (Wilson) | p vs Q "
+        "| final loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in table:
+        lo, hi = e["acc_wilson"]
+        lines.append(
+            f"| {e['label']} | {len(e['runs'])} | {_fmt(e['fid'], e['fid_ci'], 2)} | {_fmt_p(e['fid_p_vs_quantum'])} "
+            f"| {_fmt(e['hf'], e['hf_ci'], 4)} | {_fmt_p(e['hf_p_vs_quantum'])} "
+            f"| {_fmt(100 * e['acc'], None if e['acc_ci'] is None else 100 * e['acc_ci'], 1)}% "
+            f"| {100 * e['acc_pooled']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | {_fmt_p(e['acc_p_vs_quantum'])} "
+            f"| {_fmt(e['final_loss'], e['final_loss_ci'], 3)} |"
+        )
+    lines.append(
+        f"\nReal held-out vs reference (the floor at this N): FID {floor['fid']:.2f}, HF ratio {floor['hf']:.4f}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: list[dict], table: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4))
+    colours = {"q": "tab:purple", "c": "tab:gray", "m": "tab:orange"}
+    for i, (metric, title) in enumerate(
+        [("fid", "FID vs held-out"), ("hf", "HF energy ratio"), ("acc", "hair colour")]
+    ):
+        ax = axes[i]
+        for j, e in enumerate(table):
+            ax.scatter([j] * len(e[f"{metric}_values"]), e[f"{metric}_values"], color=colours[e["group"]])
+            ax.errorbar([j + 0.15], [e[metric]], yerr=[[e[f"{metric}_ci"] or 0]], fmt="s", color="k", capsize=4)
+        ax.set_xticks(range(len(table)), [e["label"] for e in table], rotation=15, fontsize=8)
+        ax.set_title(title + " (dots: training seeds)")
+    for r in rows:
+        for lam in r["lambda"].values():
+            axes[3].plot(r["steps"], lam, color=colours[r["group"]], alpha=0.8, label=r["run"])
+        share = [(s, v) for s, v in zip(r["steps"], r["grad_share"], strict=True) if v is not None]
+        if share:
+            axes[4].semilogy(*zip(*share, strict=True), color=colours[r["group"]], alpha=0.6, label=r["run"])
+    axes[3].set(title="gate lambda", xlabel="step")
+    axes[4].set(title="branch share of |grad|^2", xlabel="step")
+    for ax in axes[3:]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--launch", nargs="*", default=[], metavar="NAME:SEED:GROUP", help="train+evaluate these jobs")
+    p.add_argument("--work", type=Path, default=Path("/tmp/ctl"), help="run folders (not committed)")
+    p.add_argument("--vae", type=Path, default=Path("/tmp/anime64/run/vae"), help="the shared stage-1 VAE")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if args.launch:
+        launch(args.launch, work=args.work, vae=args.vae, results=args.results)
+    summarize(args.results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
