@@ -6,12 +6,15 @@ headline run's ``vae/``, so the denoisers see the same latents) and seeds 0, 1, 
 - ``q``: the quantum model as the preset defines it (seed 0 is the headline run itself, which trained that VAE);
 - ``c``: the classical control, no Q-FFN, the mid-block FFN widened to the same parameter count
   (``model.quantum_blocks=none model.match_params=true model.match_blocks=bottleneck``);
-- ``m``: the circuit replaced by the classical n -> n tanh MLP of about its size (``model.qffn.branch=mlp``).
+- ``m``: the circuit replaced by the classical n -> n tanh MLP of about its size (``model.qffn.branch=mlp``);
+- design levers on the quantum model: ``l`` local readout, ``s`` small-angle initialisation, ``g`` lambda's
+  learning rate x10.
 
 Each finished run is evaluated with ``qldm evaluate --run RUN --n 100 --seeds 0,1,2`` (FID against the held-out
-faces, high-frequency energy ratio, captioner hair-colour accuracy) and its metrics, config, timings, last grid and
-evaluation report are committed to ``benchmarks/results/anime64_controls/<name>/`` as soon as it finishes, so a run
-is never lost with the machine. ``--launch NAME:SEED:GROUP ...`` runs those jobs one after another that way.
+faces, high-frequency energy ratio, captioner hair-colour accuracy), quantum groups are also ablated at inference
+(``qldm ablate --run RUN --n 200 --seeds 0,1``), and the run's metrics, config, timings, last grid and reports are
+committed to ``benchmarks/results/anime64_controls/<name>/`` as soon as it finishes, so a run is never lost with the
+machine. ``--launch NAME:SEED:GROUP ...`` runs those jobs one after another that way.
 
 Summary (default): per run the mean over its 3 sampling seeds; per group the mean over runs with a Student-t 95%
 interval over training seeds (the unit of replication), Welch's t-test against the quantum group, pooled hair-colour
@@ -41,7 +44,13 @@ GROUPS = {
     "c": ("classical FFN, matched params", ["model.quantum_blocks=none", "model.match_params=true",
                                           "model.match_blocks=bottleneck"]),
     "m": ("n->n MLP branch", ["model.qffn.branch=mlp"]),
+    # design levers (issue 9 section 3), for when the quantum branch contributes nothing
+    "l": ("quantum, local readout", ["model.qffn.readout=local"]),
+    "s": ("quantum, small-angle init", ["model.qffn.weight_init=small"]),
+    "g": ("quantum, lambda lr x10", ["train.lr_gate=0.01"]),
 }  # fmt: skip
+QUANTUM = {"q", "l", "s", "g"}  # groups whose trained model is also ablated at inference
+ABLATE = ["--n", "200", "--seeds", "0,1"]
 EVAL = ["--n", "100", "--seeds", "0,1,2"]
 
 
@@ -70,6 +79,12 @@ def launch(jobs: list[str], *, work: Path, vae: Path, results: Path) -> None:
             subprocess.run(["qldm", "evaluate", "--run", str(run), *EVAL, "--out", str(ev), "--no-progress"], env=env)
             for f in ("report.json", "report.md"):
                 shutil.copy(ev / f, dest / f"eval_{f}")
+            if group in QUANTUM:
+                ab = work / f"{name}-ablate"
+                cmd = ["qldm", "ablate", "--run", str(run), *ABLATE, "--out", str(ab), "--no-progress"]
+                subprocess.run(cmd, env=env)
+                for f in ("ablation.json", "ablation.md"):
+                    shutil.copy(ab / f, dest / f)
         _git_commit(dest, f"anime64 control study: run {name} (group {group}, seed {seed}) trained and evaluated")
 
 
