@@ -61,8 +61,11 @@ def test_deep_baseline_slope_matches_minus_ln2():
 
 
 def test_exact_and_branch_sampled_agree():
-    base = {"design": "per-qubit", "n_qubits": 4, "n_layers": 6, "samples": 150, "seed": 5}
+    base = {"design": "per-qubit", "n_qubits": 4, "n_layers": 6, "samples": 150, "seed": 5, "chain_cut": False}
     exact = sample_gradients(PointConfig(**base))
+    cut = sample_gradients(PointConfig(**{**base, "chain_cut": True}))
+    assert cut.exact and cut.method == "statevector-cut-tangent" and cut.structure_seeds == exact.structure_seeds
+    np.testing.assert_allclose(cut.first, exact.first, atol=1e-12)  # the chain cut is the full enumeration
     enumerated = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=16))  # all 16 patterns: exact
     sampled = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=8))
     assert exact.exact and enumerated.exact and not sampled.exact
