@@ -174,3 +174,37 @@ def test_noise_device_too_small_is_a_clear_error():
 
     with pytest.raises(DeviceTooSmallError, match="do not fit"):
         NoisyEstimator("fake:FakeManilaV2").prepare(bp_circuit(3, 1, ancillas="per-qubit"))
+
+
+def test_shards_share_one_file_and_resume(tmp_path, monkeypatch):
+    # two processes' shards (run one after the other here) fill one file: together they are the unsharded study
+    from analysis.study import make_configs, run_study, shard
+
+    configs = make_configs(["none", "per-qubit"], [2, 3, 4], [2, 3], samples=10)
+    parts = [shard(configs, i, 2) for i in (1, 2)]
+    assert sorted(c.key for p in parts for c in p) == sorted(c.key for c in configs) and all(parts)
+    out = tmp_path / "bp.json"
+    for part in parts:
+        run_study(StudyResult(settings={}), part, n_boot=20, out=out, progress=False, merge=True)
+    whole = StudyResult(settings={})
+    run_study(whole, configs, n_boot=20, progress=False)
+    merged = {p["key"]: p for p in StudyResult.load(out).points}
+    assert set(merged) == {c.key for c in configs}
+    for p in whole.points:
+        assert merged[p["key"]]["variance"] == p["variance"]
+    assert set(StudyResult.load(out).fits) == set(whole.fits)
+    # a shard killed after some points: its rerun with the file skips what the file holds
+    data = json.loads(out.read_text())
+    data["points"] = [p for p in data["points"] if p["key"] not in {c.key for c in parts[1][-2:]}]
+    out.write_text(json.dumps(data))
+    resumed = StudyResult.load(out)
+    import analysis.study as study
+
+    ran = []
+    real = study.run_point
+    monkeypatch.setattr(study, "run_point", lambda cfg, **kw: ran.append(cfg.key) or real(cfg, **kw))
+    run_study(resumed, parts[1], n_boot=20, out=out, progress=False, merge=True)
+    assert ran == [c.key for c in parts[1][-2:]]
+    assert StudyResult.load(out).done() == {c.key for c in configs}
+    with pytest.raises(ValueError, match="shard"):
+        shard(configs, 3, 2)
