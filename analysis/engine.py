@@ -48,6 +48,7 @@ __all__ = ["AXES", "BPBatch", "bp_axes", "BLOCK", "per_qubit_first_gradient"]
 AXES: tuple[str, ...] = ("x", "y", "z")
 BLOCK = 4  # qubits per dense block: 16x16 matrices balance arithmetic against passes over the state
 _CHUNK_BYTES = 8 << 20  # states of one row chunk: bigger chunks amortise the per-op overhead (measured)
+_CUT_PAD = 8  # chain-cut pieces this narrow run together, padded to this width
 _MAT_BYTES = 8 << 20  # block matrices built at once for a group of layers
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -361,12 +362,22 @@ def per_qubit_first_gradient(
     axes = np.asarray(axes)
     rows, layers, n = axes.shape
     ang = torch.as_tensor(angles, dtype=dtype).reshape(rows, layers, n)
-    total = BPBatch(axes=axes, observable=observable, dtype=dtype).first_gradient(ang.flatten(1)).double()
-    total *= 2.0 ** -(n - 1)
+    # (first off qubit j or None for all on, weight) per run width; pieces up to _CUT_PAD qubits share one run of
+    # that width: the qubits past the off one are off too, which the cut makes irrelevant (one run, not eight)
+    runs: dict[int, list[tuple[int | None, float]]] = {n: [(None, 2.0 ** -(n - 1))]}
     for j in range(1, n):
-        m = j + 1  # the chain 0..j, qubit j's ancilla off
-        piece = BPBatch(axes=axes[:, :, :m], observable=observable, controls=tuple(range(m)), dtype=dtype)
-        pattern = torch.ones(rows, m, dtype=torch.long)
-        pattern[:, j] = 0
-        total += 2.0**-j * piece.first_gradient(ang[:, :, :m].flatten(1), pattern).double()
+        runs.setdefault(max(j + 1, min(n, _CUT_PAD)), []).append((j, 2.0**-j))
+    total = torch.zeros(rows, dtype=torch.float64)
+    for width, cases in runs.items():
+        pattern = torch.ones(len(cases), width, dtype=torch.long)
+        for i, (j, _) in enumerate(cases):
+            if j is not None:
+                pattern[i, j:] = 0
+        k = len(cases)
+        piece = BPBatch(
+            axes=np.repeat(axes[:, :, :width], k, 0), observable=observable, controls=tuple(range(width)), dtype=dtype
+        )
+        a = torch.repeat_interleave(ang[:, :, :width].flatten(1), k, 0)
+        g = piece.first_gradient(a, pattern.repeat(rows, 1)).double().view(rows, k)
+        total += g @ torch.tensor([w for _, w in cases], dtype=torch.float64)
     return total / 2

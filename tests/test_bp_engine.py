@@ -9,6 +9,7 @@ import pytest
 import torch
 from qiskit.quantum_info import Statevector
 
+from analysis import engine
 from analysis.engine import BPBatch, bp_axes, per_qubit_first_gradient
 from circuits import bp_circuit
 from qldm.quantum.shift import CONTROLLED_SHIFT
@@ -81,9 +82,13 @@ def test_blocks_past_four_qubits_and_float32():
     torch.testing.assert_close(g32, b64.first_gradient(angles), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("n,layers,observable", [(5, 4, "z0z1"), (4, 5, "local"), (2, 3, "z0z1")])
-def test_chain_cut_matches_qiskit(n, layers, observable):
-    # the per-qubit design's exact theta_1 gradient from n chain pieces, against the 2n-wire Qiskit circuit
+@pytest.mark.parametrize(
+    "n,layers,observable,pad", [(5, 4, "z0z1", 8), (5, 4, "z0z1", 2), (4, 5, "local", 3), (2, 3, "z0z1", 8)]
+)
+def test_chain_cut_matches_qiskit(n, layers, observable, pad, monkeypatch):
+    # the per-qubit design's exact theta_1 gradient from n chain pieces, against the 2n-wire Qiskit circuit; pad:
+    # pieces up to that width share one padded run (pad 2: every piece its own run)
+    monkeypatch.setattr(engine, "_CUT_PAD", pad)
     seeds = [7, 8, 9]
     angles = np.random.default_rng(4).uniform(0, 2 * np.pi, (len(seeds), n * layers))
     axes = np.stack([bp_axes(n, layers, s) for s in seeds])
