@@ -96,6 +96,14 @@ def time_point(cfg, layers: int) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def commit(root: str) -> str:
+    """The git commit of ``root`` (``"unknown"`` outside a git checkout), so a report names the code it timed."""
+    import subprocess
+
+    run = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return run.stdout.strip() if run.returncode == 0 else "unknown"
+
+
 def two_core_makespan(costs: list[float]) -> float:
     """Longest of two greedy longest-first shards (as ``analysis.study.shard`` splits a study)."""
     loads = [0.0, 0.0]
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "study": args.study,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "engine_root": str(Path(args.root).resolve()),
+        "commit": commit(args.root),
         "load_avg_start": load_start,
         "load_avg_end": os.getloadavg(),
         "cpu_share": cpu / wall,  # this process's CPU seconds per wall second: the load it ran under
@@ -252,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     tag = f"_slice_{args.precision}" if args.slice_layers else ""
     tag += "_" + Path(args.root).resolve().name if args.root != str(ROOT) else ""
+    tag += f"_shard{args.shard[0]}of{args.shard[1]}" if args.shard else ""
     path = Path(args.report or ROOT / "benchmarks" / "results" / f"bench_bp_{args.study}{tag}.json")
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {path}")
