@@ -170,7 +170,9 @@ def full_run(args: argparse.Namespace, configs: list, common: dict, layers) -> d
         configs = shard(configs, *args.shard)
     resume = (args.resume or args.shard) and out.exists()
     result = StudyResult.load(out) if resume else StudyResult(settings={"study": args.study})
-    result.settings.update({**common, "designs": args.designs, "qubits": args.qubits, "layers": list(layers)})
+    result.settings.update(
+        {**common, "study": args.study, "designs": args.designs, "qubits": args.qubits, "layers": list(layers)}
+    )
     c = time.process_time()
     run_study(result, configs, n_boot=args.bootstrap, out=out, progress=False, merge=bool(args.resume or args.shard))
     print(format_table(result))
