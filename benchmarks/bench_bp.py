@@ -113,18 +113,21 @@ def two_core_makespan(costs: list[float]) -> float:
 
 
 def slices(args: argparse.Namespace, configs: list, roof: dict, dtype_bytes: int) -> dict:
-    """Time every point at s and 2s layers; project both studies (CPU and wall seconds) and report throughput."""
-    rows, proj = [], {}
+    """Time every (design, n) at s and 2s layers; project its points and both studies (CPU and wall seconds)."""
+    rows, proj, fits = [], {}, {}
     for cfg in configs:
         s = args.slice_layers
-        (w1, c1), (w2, c2) = time_point(cfg, s), time_point(cfg, 2 * s)
-        fit = {}
-        for kind, (t1, t2) in {"cpu": (c1, c2), "wall": (w1, w2)}.items():
-            per_layer = max(t2 - t1, t2 / 2) / s  # load noise can shrink the difference
-            fit[kind] = (max(t1 - per_layer * s, 0.0), per_layer)
-        for study, depths in STUDIES.items():
-            for kind, (fixed, per_layer) in fit.items():
-                proj.setdefault((study, kind), []).extend(fixed + per_layer * L for L in depths)
+        if (cfg.design, cfg.n_qubits) not in fits:  # the cost per layer does not depend on the depth: time once
+            (w1, c1), (w2, c2) = time_point(cfg, s), time_point(cfg, 2 * s)
+            fit = {}
+            for kind, (t1, t2) in {"cpu": (c1, c2), "wall": (w1, w2)}.items():
+                per_layer = max(t2 - t1, t2 / 2) / s  # load noise can shrink the difference
+                fit[kind] = (max(t1 - per_layer * s, 0.0), per_layer)
+            for study, depths in STUDIES.items():
+                for kind, (fixed, per_layer) in fit.items():
+                    proj.setdefault((study, kind), []).extend(fixed + per_layer * L for L in depths)
+            fits[cfg.design, cfg.n_qubits] = fit
+        fit = fits[cfg.design, cfg.n_qubits]
         full = {"cpu": fit["cpu"][0] + fit["cpu"][1] * cfg.n_layers}
         full["wall"] = fit["wall"][0] + fit["wall"][1] * cfg.n_layers
         w = work(cfg, dtype_bytes)
