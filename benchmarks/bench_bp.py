@@ -20,7 +20,8 @@ of 2..n qubits plus the n-qubit all-on run (:func:`analysis.engine.per_qubit_fir
 the chain cut, its pattern rows. Each run propagates two states per row (state and theta_1 tangent). A gate application
 is one rotation or CZ on one state; bytes are one read and write of the state per dense block of up to
 ``analysis.engine.BLOCK`` rotations and per CZ chain; flops are those of the complex block products. The roofs are
-measured in the same run: memory bandwidth by a large torch copy and triad, compute by a large complex64 matmul.
+measured in the same run: memory bandwidth by a large torch copy and triad, compute by a large complex matmul
+(complex64 or complex128, as the run).
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 STUDIES = {"ex2_1": (500,), "depth": (5, 10, 20, 50, 100, 150, 200, 250, 300, 400, 500)}
 
 
-def roofs(threads: int, mib: int = 256, repeats: int = 5) -> dict:
+def roofs(threads: int, precision: str, mib: int = 256, repeats: int = 5) -> dict:
     """Best-of-``repeats`` copy and triad bandwidth (GB/s, bytes read plus written) on ``mib`` MiB float32 vectors, and
-    the complex64 matmul rate (GFLOP/s, 1024 x 1024)."""
+    the complex matmul rate (GFLOP/s, 1024 x 1024) in the engine's complex dtype for ``precision``."""
     import torch
 
     torch.set_num_threads(threads)
     x = torch.randn(mib * 2**20 // 4)
     y, z = torch.empty_like(x), torch.randn_like(x)
-    a = torch.randn(1024, 1024, dtype=torch.complex64)
+    a = torch.randn(1024, 1024, dtype=torch.complex64 if precision == "float32" else torch.complex128)
     best = {"copy_gbs": 0.0, "triad_gbs": 0.0, "cgemm_gflops": 0.0}
     for _ in range(repeats):
         t = time.perf_counter()
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     load_start, t0, c0 = os.getloadavg(), time.perf_counter(), time.process_time()
-    roof = roofs(args.threads)
+    roof = roofs(args.threads, args.precision)
     layers = args.layers or STUDIES[args.study]
     common = {
         "samples": args.samples,
