@@ -103,6 +103,20 @@ def test_chain_cut_matches_qiskit(n, layers, observable, pad, monkeypatch):
         per_qubit_first_gradient(axes, torch.as_tensor(angles), "global")
 
 
+def test_row_chunks_and_layer_groups_do_not_change_results(monkeypatch):
+    # tiny budgets: one row per chunk and one layer per group of block matrices; the results are the same numbers
+    axes = np.stack([bp_axes(6, 7, s) for s in range(5)])
+    angles = torch.as_tensor(np.random.default_rng(2).uniform(0, 2 * np.pi, (5, 42)))
+    pats = torch.as_tensor(np.random.default_rng(3).integers(0, 2, (5, 6)))
+    batch = BPBatch(axes=axes, controls=tuple(range(6)))
+    ref = batch.first_gradient(angles, pats), batch.expectation(angles, pats)
+    monkeypatch.setattr(engine, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(engine, "_MAT_BYTES", 1)
+    torch.testing.assert_close(batch.first_gradient(angles, pats), ref[0], atol=1e-14, rtol=0)
+    torch.testing.assert_close(batch.expectation(angles, pats), ref[1], atol=1e-14, rtol=0)
+    assert ref[0].abs().max() > 1e-3
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="axes must"):
         BPBatch(axes=np.zeros((2, 3)))
