@@ -196,7 +196,8 @@ def sample_gradients(cfg: PointConfig) -> GradientSamples:
         raise RuntimeError("the engine's structure draw differs from circuits.bp_circuit")
     angles = rng.uniform(0, 2 * np.pi, (cfg.samples, reference.num_weights))
     dtype = getattr(torch, cfg.precision)
-    fits = _TANGENT_STATES * 2**n * torch.empty((), dtype=dtype).element_size() * 2 <= cfg.memory_bytes
+    state_bytes = 2**n * 2 * torch.empty((), dtype=dtype).element_size()  # complex amplitudes: two reals each
+    fits = _TANGENT_STATES * state_bytes <= cfg.memory_bytes  # else the shift-rule path below
     if cfg.chain_cut and cfg.design == "per-qubit" and cfg.observable != "global" and not cfg.pooled and fits:
         g = per_qubit_first_gradient(axes, torch.as_tensor(angles, dtype=dtype), cfg.observable, dtype).numpy()
         return GradientSamples(g[:, None], None, True, "statevector-cut-tangent", seeds)

@@ -208,3 +208,17 @@ def test_shards_share_one_file_and_resume(tmp_path, monkeypatch):
     assert StudyResult.load(out).done() == {c.key for c in configs}
     with pytest.raises(ValueError, match="shard"):
         shard(configs, 3, 2)
+
+
+def test_cli_shards_fill_one_file_and_skip_saved_points(tmp_path, monkeypatch):
+    import analysis.study as study
+
+    ran = []
+    real = study.run_point
+    monkeypatch.setattr(study, "run_point", lambda cfg, **kw: ran.append(cfg.key) or real(cfg, **kw))
+    for part in ("1/2", "2/2"):
+        assert cli_bp.run(_args(tmp_path, shard=part)) == 0
+    points = StudyResult.load(tmp_path / "bp.json").points
+    assert len(points) == 4 and len(ran) == 4 and len({p["key"] for p in points}) == 4
+    assert cli_bp.run(_args(tmp_path, shard="1/2")) == 0  # a rerun of a finished shard runs nothing
+    assert len(ran) == 4

@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard",
         type=shard_spec,
         default=None,
-        help="I/M: run only shard I of M (cost-balanced); M processes, one per core, can share one --out file",
+        help="I/M: run only shard I of M (cost-balanced); M processes, one per core, share one --out file and, like "
+        "--resume, keep and skip the points already in it",
     )
 
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
     }
     out = Path(args.out)
-    if args.resume and out.exists():
+    if (args.resume or args.shard) and out.exists():
         with reading(out):
             result = StudyResult.load(out)
         if result.settings.get("observable") != args.observable or result.settings.get("noise") != args.noise:
