@@ -6,10 +6,12 @@ For one point (design, n qubits, layers, observable) we draw N random circuits (
 :func:`circuits.bp_circuit` with a per-sample seed, angles U[0, 2pi)) and take ``d<O>/d theta_1`` exactly on the array
 engine of :mod:`analysis.engine` (all N circuits at once; tangent propagation for ``theta_1``, adjoint for every
 parameter), or, when even those few states per circuit would not fit ``memory_bytes``, by the exact four-term shift
-rule with forward passes only. Ancilla designs past ``max_exact_wires`` use branch sampling (K on/off patterns per
-circuit); their variance is bias-corrected (below) and the point is marked as an estimate. The ``"qffn"`` design is
-the Q-FFN circuit itself (:func:`circuits.qffn_circuit`, per-qubit ancillas, ring readout, output ``<Z_0>``) with
-inputs x ~ N(0, 1) and uniform weights, run by qldm's statevector or tensor-network executor.
+rule with forward passes only. The per-qubit ancilla design's theta_1 gradient is exact at any n by the chain cut
+(:func:`analysis.engine.per_qubit_first_gradient`); otherwise ancilla designs past ``max_exact_wires`` use branch
+sampling (K on/off patterns per circuit), their variance bias-corrected (below) and the point marked as an estimate.
+The ``"qffn"`` design is the Q-FFN circuit itself (:func:`circuits.qffn_circuit`, per-qubit ancillas, ring
+readout, output ``<Z_0>``) with inputs x ~ N(0, 1) and uniform weights, run by qldm's statevector or tensor-network
+executor.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.engine import AXES, BPBatch, bp_axes
+from analysis.engine import AXES, BPBatch, bp_axes, per_qubit_first_gradient
 from circuits import bp_circuit, qffn_circuit
 from circuits.spec import CircuitSpec
 from qldm.quantum.shift import shift_derivative
@@ -59,6 +61,8 @@ class PointConfig:
         max_exact_wires: Widest exact simulation; wider ancilla points are branch-sampled.
         memory_bytes: Budget for the states of one chunk of circuits; below one circuit's need the shift rule is used.
         precision: ``"float64"`` (default) or ``"float32"`` amplitudes of the array engine (not part of ``key``).
+        chain_cut: Per-qubit design, theta_1, observable on qubits 0-1: the exact chain-cut decomposition
+            (:func:`analysis.engine.per_qubit_first_gradient`, any n); ``False``: enumerate or sample patterns.
     """
 
     design: str
@@ -72,6 +76,7 @@ class PointConfig:
     max_exact_wires: int = 20
     memory_bytes: int = 1 << 30
     precision: str = "float64"
+    chain_cut: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in ("float64", "float32"):
@@ -166,7 +171,9 @@ def _controls(design: str, n: int) -> tuple[int, ...] | None:
 def sample_gradients(cfg: PointConfig) -> GradientSamples:
     """Draw the point's N circuits (as arrays, :mod:`analysis.engine`) and differentiate them exactly.
 
-    Ancilla designs within ``max_exact_wires`` enumerate every on/off pattern (exact, the cost of the full
+    The per-qubit design's theta_1 gradient (observable on qubits 0-1, ``chain_cut``) is exact at any n from the
+    chain-cut pieces of :func:`analysis.engine.per_qubit_first_gradient` (about three n-qubit states per circuit).
+    Otherwise ancilla designs within ``max_exact_wires`` enumerate every on/off pattern (exact, the cost of the full
     statevector); wider ones sample ``branches`` patterns per circuit. For ``theta_1`` alone the pattern bit of its
     own ancilla is fixed to on and the result halved: with that bit off the derivative is exactly 0, so this is the
     same unbiased estimator with less variance (and half the exact enumeration).
@@ -188,6 +195,12 @@ def sample_gradients(cfg: PointConfig) -> GradientSamples:
     if ["".join(AXES[a] for a in row) for row in axes[0]] != reference.metadata["axes"]:
         raise RuntimeError("the engine's structure draw differs from circuits.bp_circuit")
     angles = rng.uniform(0, 2 * np.pi, (cfg.samples, reference.num_weights))
+    dtype = getattr(torch, cfg.precision)
+    state_bytes = 2**n * 2 * torch.empty((), dtype=dtype).element_size()  # complex amplitudes: two reals each
+    fits = _TANGENT_STATES * state_bytes <= cfg.memory_bytes  # else the shift-rule path below
+    if cfg.chain_cut and cfg.design == "per-qubit" and cfg.observable != "global" and not cfg.pooled and fits:
+        g = per_qubit_first_gradient(axes, torch.as_tensor(angles, dtype=dtype), cfg.observable, dtype).numpy()
+        return GradientSamples(g[:, None], None, True, "statevector-cut-tangent", seeds)
     controls = _controls(cfg.design, n)
     n_anc = len(reference.ancilla_qubits)
     branch = reference.num_qubits > cfg.max_exact_wires and n_anc > 0
@@ -200,7 +213,6 @@ def sample_gradients(cfg: PointConfig) -> GradientSamples:
     if patterns is not None and halve:
         patterns = patterns[patterns[:, controls[0]] == 1]
     k = len(patterns) if patterns is not None else (cfg.branches if branch else 1)
-    dtype = getattr(torch, cfg.precision)
     rows_angles = torch.as_tensor(np.repeat(angles, k, axis=0), dtype=dtype)  # sample-major, K rows per sample
     rows_axes = np.repeat(axes, k, axis=0)
     rows_pat = None

@@ -13,16 +13,56 @@ from analysis.gradvar import REFERENCE_SLOPE, PointConfig, fit_slope, run_point,
 from analysis.plots import series
 from analysis.results import StudyResult
 
-__all__ = ["make_configs", "run_study", "fit_all", "format_table", "point_cost"]
+__all__ = ["make_configs", "run_study", "fit_all", "format_table", "point_cost", "shard"]
 
 
 def point_cost(cfg: PointConfig) -> float:
-    """Rough relative cost, to run the cheapest points first under a budget."""
+    """Rough relative cost, to run the cheapest points first under a budget and to balance shards."""
     n = cfg.n_qubits
     wires = {"none": n, "per-qubit": 2 * n, "shared": n + 1, "qffn": 2 * n}[cfg.design]
-    if wires > cfg.max_exact_wires and cfg.design != "qffn":
+    if cfg.design == "per-qubit" and cfg.chain_cut and cfg.observable != "global" and not cfg.pooled:
+        wires = n + 1.6  # the chain cut: about three n-qubit states
+    elif wires > cfg.max_exact_wires and cfg.design != "qffn":
         wires = n + 3  # branch sampling: K states of n qubits
     return cfg.n_layers * n * 2.0**wires
+
+
+def shard(configs: list[PointConfig], index: int, count: int) -> list[PointConfig]:
+    """The configs of shard ``index`` (1-based) of ``count``, balanced by :func:`point_cost` (longest first).
+
+    Every shard gets a disjoint part of the same split, so ``count`` processes (one per core) can run one study into
+    one result file (see :func:`run_study`).
+
+    Raises:
+        ValueError: Unless ``1 <= index <= count``.
+    """
+    if not 1 <= index <= count:
+        raise ValueError(f"shard must be I/M with 1 <= I <= M, got {index}/{count}")
+    loads, mine = [0.0] * count, []
+    for cfg in sorted(configs, key=point_cost, reverse=True):
+        k = loads.index(min(loads))
+        loads[k] += point_cost(cfg)
+        if k == index - 1:
+            mine.append(cfg)
+    return sorted(mine, key=point_cost)
+
+
+def _save_merged(result: StudyResult, out: Path, merge: bool, refit: bool = False) -> None:
+    """Save ``result`` after adding the points another process (shard) wrote to ``out`` meanwhile (under a lock);
+    with ``refit``, fit the slopes over all of them before writing."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released on close
+        if merge and out.exists():
+            mine = result.done()
+            for point in StudyResult.load(out).points:
+                if point["key"] not in mine:
+                    result.points.append(point)
+        if refit:
+            fit_all(result)
+        result.save(out)
 
 
 def make_configs(designs: Iterable[str], qubits: Iterable[int], layers: Iterable[int], **common) -> list[PointConfig]:
@@ -73,8 +113,13 @@ def run_study(
     budget_s: float | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    merge: bool = False,
 ) -> list[str]:
     """Run every config not yet in ``result`` (by key), saving ``out`` after each point; then fit the slopes.
+
+    With ``merge``, each save first adds the points already in ``out`` that ``result`` lacks, under a lock, so
+    several processes running disjoint shards (:func:`shard`) of one study can share ``out``; without it ``out`` is
+    overwritten. A killed run loses at most its running point, and a resumed one skips every point in ``out``.
 
     Args:
         result: Result to extend (a fresh one or a loaded one to resume).
@@ -84,6 +129,7 @@ def run_study(
         budget_s: Start no new point after this many seconds.
         out: Result file, written atomically after every point.
         progress: Show a tqdm bar.
+        merge: Merge with the points other processes write to ``out`` (see above).
 
     Returns:
         Keys of the points skipped because the budget ran out (or, with ``noise``, the device is too small).
@@ -94,6 +140,7 @@ def run_study(
         from analysis.noise import NoisyEstimator
 
         result.noise = {"backend": noise, "calibration_date": NoisyEstimator(noise).calibration}
+    out = Path(out) if out is not None else None
     done = result.done()
     todo = [c for c in configs if c.key not in done]
     t_start, skipped = time.perf_counter(), []
@@ -114,10 +161,11 @@ def run_study(
         fields = ("design", "n_qubits", "n_layers", "observable", "samples", "seed")
         result.add({**{k: getattr(cfg, k) for k in fields}, "key": cfg.key, **outcome})
         if out is not None:
-            result.save(out)  # after every point: --resume loses at most the running point
-    fit_all(result)
+            _save_merged(result, out, merge=merge)  # after every point: --resume loses at most the running point
     if out is not None:
-        result.save(out)
+        _save_merged(result, out, merge=merge, refit=True)  # fits over every point in the file, other shards' too
+    else:
+        fit_all(result)
     return skipped
 
 

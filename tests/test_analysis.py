@@ -61,8 +61,11 @@ def test_deep_baseline_slope_matches_minus_ln2():
 
 
 def test_exact_and_branch_sampled_agree():
-    base = {"design": "per-qubit", "n_qubits": 4, "n_layers": 6, "samples": 150, "seed": 5}
+    base = {"design": "per-qubit", "n_qubits": 4, "n_layers": 6, "samples": 150, "seed": 5, "chain_cut": False}
     exact = sample_gradients(PointConfig(**base))
+    cut = sample_gradients(PointConfig(**{**base, "chain_cut": True}))
+    assert cut.exact and cut.method == "statevector-cut-tangent" and cut.structure_seeds == exact.structure_seeds
+    np.testing.assert_allclose(cut.first, exact.first, atol=1e-12)  # the chain cut is the full enumeration
     enumerated = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=16))  # all 16 patterns: exact
     sampled = sample_gradients(PointConfig(**base, max_exact_wires=4, branches=8))
     assert exact.exact and enumerated.exact and not sampled.exact
@@ -171,3 +174,51 @@ def test_noise_device_too_small_is_a_clear_error():
 
     with pytest.raises(DeviceTooSmallError, match="do not fit"):
         NoisyEstimator("fake:FakeManilaV2").prepare(bp_circuit(3, 1, ancillas="per-qubit"))
+
+
+def test_shards_share_one_file_and_resume(tmp_path, monkeypatch):
+    # two processes' shards (run one after the other here) fill one file: together they are the unsharded study
+    from analysis.study import make_configs, run_study, shard
+
+    configs = make_configs(["none", "per-qubit"], [2, 3, 4], [2, 3], samples=10)
+    parts = [shard(configs, i, 2) for i in (1, 2)]
+    assert sorted(c.key for p in parts for c in p) == sorted(c.key for c in configs) and all(parts)
+    out = tmp_path / "bp.json"
+    for part in parts:
+        run_study(StudyResult(settings={}), part, n_boot=20, out=out, progress=False, merge=True)
+    whole = StudyResult(settings={})
+    run_study(whole, configs, n_boot=20, progress=False)
+    merged = {p["key"]: p for p in StudyResult.load(out).points}
+    assert set(merged) == {c.key for c in configs}
+    for p in whole.points:
+        assert merged[p["key"]]["variance"] == p["variance"]
+    assert set(StudyResult.load(out).fits) == set(whole.fits)
+    # a shard killed after some points: its rerun with the file skips what the file holds
+    data = json.loads(out.read_text())
+    data["points"] = [p for p in data["points"] if p["key"] not in {c.key for c in parts[1][-2:]}]
+    out.write_text(json.dumps(data))
+    resumed = StudyResult.load(out)
+    import analysis.study as study
+
+    ran = []
+    real = study.run_point
+    monkeypatch.setattr(study, "run_point", lambda cfg, **kw: ran.append(cfg.key) or real(cfg, **kw))
+    run_study(resumed, parts[1], n_boot=20, out=out, progress=False, merge=True)
+    assert ran == [c.key for c in parts[1][-2:]]
+    assert StudyResult.load(out).done() == {c.key for c in configs}
+    with pytest.raises(ValueError, match="shard"):
+        shard(configs, 3, 2)
+
+
+def test_cli_shards_fill_one_file_and_skip_saved_points(tmp_path, monkeypatch):
+    import analysis.study as study
+
+    ran = []
+    real = study.run_point
+    monkeypatch.setattr(study, "run_point", lambda cfg, **kw: ran.append(cfg.key) or real(cfg, **kw))
+    for part in ("1/2", "2/2"):
+        assert cli_bp.run(_args(tmp_path, shard=part)) == 0
+    points = StudyResult.load(tmp_path / "bp.json").points
+    assert len(points) == 4 and len(ran) == 4 and len({p["key"] for p in points}) == 4
+    assert cli_bp.run(_args(tmp_path, shard="1/2")) == 0  # a rerun of a finished shard runs nothing
+    assert len(ran) == 4

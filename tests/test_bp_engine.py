@@ -9,7 +9,8 @@ import pytest
 import torch
 from qiskit.quantum_info import Statevector
 
-from analysis.engine import BPBatch, bp_axes
+from analysis import engine
+from analysis.engine import BPBatch, bp_axes, per_qubit_first_gradient
 from circuits import bp_circuit
 from qldm.quantum.shift import CONTROLLED_SHIFT
 
@@ -79,6 +80,41 @@ def test_blocks_past_four_qubits_and_float32():
     b32 = BPBatch(axes=axes, dtype=torch.float32)
     g32 = b32.first_gradient(angles.float()).double()
     torch.testing.assert_close(g32, b64.first_gradient(angles), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "n,layers,observable,pad", [(5, 4, "z0z1", 8), (5, 4, "z0z1", 2), (4, 5, "local", 3), (2, 3, "z0z1", 8)]
+)
+def test_chain_cut_matches_qiskit(n, layers, observable, pad, monkeypatch):
+    # the per-qubit design's exact theta_1 gradient from n chain pieces, against the 2n-wire Qiskit circuit; pad:
+    # pieces up to that width share one padded run (pad 2: every piece its own run)
+    monkeypatch.setattr(engine, "_CUT_PAD", pad)
+    seeds = [7, 8, 9]
+    angles = np.random.default_rng(4).uniform(0, 2 * np.pi, (len(seeds), n * layers))
+    axes = np.stack([bp_axes(n, layers, s) for s in seeds])
+    cut = per_qubit_first_gradient(axes, torch.as_tensor(angles), observable).numpy()
+    for i, s in enumerate(seeds):
+        spec = bp_circuit(n, layers, ancillas="per-qubit", observable=observable, seed=s)
+        assert cut[i] == pytest.approx(_qiskit_grad(spec, angles[i], 0), abs=1e-10)
+    assert np.abs(cut).max() > 1e-3
+    g32 = per_qubit_first_gradient(axes, torch.as_tensor(angles), observable, dtype=torch.float32).numpy()
+    np.testing.assert_allclose(g32, cut, atol=1e-5)
+    with pytest.raises(ValueError, match="chain cut"):
+        per_qubit_first_gradient(axes, torch.as_tensor(angles), "global")
+
+
+def test_row_chunks_and_layer_groups_do_not_change_results(monkeypatch):
+    # tiny budgets: one row per chunk and one layer per group of block matrices; the results are the same numbers
+    axes = np.stack([bp_axes(6, 7, s) for s in range(5)])
+    angles = torch.as_tensor(np.random.default_rng(2).uniform(0, 2 * np.pi, (5, 42)))
+    pats = torch.as_tensor(np.random.default_rng(3).integers(0, 2, (5, 6)))
+    batch = BPBatch(axes=axes, controls=tuple(range(6)))
+    ref = batch.first_gradient(angles, pats), batch.expectation(angles, pats)
+    monkeypatch.setattr(engine, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(engine, "_MAT_BYTES", 1)
+    torch.testing.assert_close(batch.first_gradient(angles, pats), ref[0], atol=1e-14, rtol=0)
+    torch.testing.assert_close(batch.expectation(angles, pats), ref[1], atol=1e-14, rtol=0)
+    assert ref[0].abs().max() > 1e-3
 
 
 def test_bad_inputs_raise():

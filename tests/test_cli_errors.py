@@ -147,6 +147,7 @@ CASES: list[tuple[list[str], str]] = [
     (["bp", "--design", "bogus", "--out", "{tmp}/bp.json"], "unknown design(s) ['bogus']"),
     (["bp", "--resume", "--out", "{bp_torn}"], "bp.json"),
     (["bp", "--samples", "1", "--out", "{tmp}/bp.json"], "--samples: must be >= 2"),
+    (["bp", "--shard", "3/2", "--out", "{tmp}/bp.json"], "shard must be I/M"),
     (["bp", "--memory-gb", "nan", "--out", "{tmp}/bp.json"], "--memory-gb: must be a finite number"),
     (["bp", "--qubits", "2,x", "--out", "{tmp}/bp.json"], "comma-separated integers"),
     (["bp", "--noise", "aer", "--out", "{tmp}/bp.json"], "not usable here"),

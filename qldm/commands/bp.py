@@ -51,6 +51,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--noise", default=None, help="aer-noise:<FakeName> or fake:<FakeName>: that device's noise model (Aer)"
     )
     parser.add_argument("--resume", action="store_true", help="continue the points of an existing --out file")
+    parser.add_argument(
+        "--shard",
+        type=shard_spec,
+        default=None,
+        help="I/M: run only shard I of M (cost-balanced); M processes, one per core, share one --out file and, like "
+        "--resume, keep and skip the points already in it",
+    )
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``"I/M"`` with ``1 <= I <= M`` as ``(I, M)``.
+
+    Raises:
+        argparse.ArgumentTypeError: On any other text.
+    """
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard must look like 1/2, got {text!r}") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"shard must be I/M with 1 <= I <= M, got {text!r}")
+    return index, count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from analysis.gradvar import DESIGNS
     from analysis.plots import plot_variance
     from analysis.results import StudyResult
-    from analysis.study import format_table, make_configs, run_study
+    from analysis.study import format_table, make_configs, run_study, shard
 
     designs = [d.strip() for d in args.design.split(",") if d.strip()]
     bad = [d for d in designs if d not in DESIGNS]
@@ -86,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
     }
     out = Path(args.out)
-    if args.resume and out.exists():
+    if (args.resume or args.shard) and out.exists():
         with reading(out):
             result = StudyResult.load(out)
         if result.settings.get("observable") != args.observable or result.settings.get("noise") != args.noise:
@@ -106,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         max_exact_wires=args.max_exact_wires,
         memory_bytes=int(args.memory_gb * 2**30),
     )
+    if args.shard:
+        configs = shard(configs, *args.shard)
     skipped = run_study(
         result,
         configs,
@@ -114,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         budget_s=args.budget_s,
         out=out,
         progress=not args.no_progress,
+        merge=bool(args.resume or args.shard),
     )
     png = out.with_suffix(".png")
     title = f"Gradient variance, O={args.observable}" + (f", noise {args.noise}" if args.noise else "")
