@@ -42,6 +42,11 @@ class SweepPlan:
     prefix: tuple[tuple[int, ...], tuple[int, ...]]
     suffix: tuple[tuple[int, ...], tuple[int, ...]]
 
+    @property
+    def n_obs(self) -> int:
+        """Number of outputs."""
+        return len(self.single[0]) + len(self.prefix[0]) + len(self.suffix[0])
+
 
 def plan_sweep(masks: tuple[tuple[bool, ...], ...]) -> SweepPlan | None:
     """Classify every mask as a single site, a prefix or a suffix; ``None`` if one is none of these (or empty)."""
@@ -73,51 +78,83 @@ def sweep_flops(plan: SweepPlan, bond: int, branches: int) -> float:
     return 2.0 * branches * (3 * site + 3 * sweeps + 3 * closes)
 
 
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Matrix product over dims ``(-3, -2)`` of tokens-last tensors ``(..., D, D, B)``.
+
+    Unrolled over the inner index: for D = 4, ``D`` fused multiply-adds over ``(D, D, B)`` vectors run about 8x faster
+    on CPU than ``bmm`` on ``B`` separate 4x4 matrices (measured: 0.23 ms against 2.0 ms at B = 8,192).
+    """
+    d = a.shape[-2]
+    if d > 8:  # large enough for batched GEMM to pay
+        return (a.movedim(-1, 0) @ b.movedim(-1, 0)).movedim(0, -1)
+    out = a[..., :, 0:1, :] * b[..., 0:1, :, :]
+    for k in range(1, d):
+        out.addcmul_(a[..., :, k : k + 1, :], b[..., k : k + 1, :, :])
+    return out
+
+
+def _tr(a: torch.Tensor) -> torch.Tensor:
+    """Transpose of every matrix of a tokens-last tensor ``(..., D, D, B)`` (a view)."""
+    return a.transpose(-3, -2)
+
+
 def _trace(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``Tr(a b)`` over the last two dimensions."""
-    return (a * b.transpose(-1, -2)).sum((-2, -1))
+    """``Tr(a b)`` of tokens-last matrices: ``(..., D, D, B) -> (..., B)``."""
+    return (a * _tr(b)).sum((-3, -2))
 
 
 def _products(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left and right products ``(n + 1, B, br, 2, D, D)`` of site matrices ``t (n, B, br, 2, D, D)``."""
-    n = t.shape[0]
-    eye = torch.eye(t.shape[-1], dtype=t.dtype, device=t.device).expand(t.shape[1:])
+    """Left and right products ``(n + 1, br, 2, D, D, B)`` of site matrices ``t (n, br, 2, D, D, B)``."""
+    n, d = t.shape[0], t.shape[-2]
+    eye = torch.eye(d, dtype=t.dtype, device=t.device)[..., None].expand(t.shape[1:])
     left, right = [eye, t[0]], [t[n - 1], eye]
     for i in range(1, n):
-        left.append(left[-1] @ t[i])
-        right.insert(0, t[n - 1 - i] @ right[0])
+        left.append(_mm(left[-1], t[i]))
+        right.insert(0, _mm(t[n - 1 - i], right[0]))
     return torch.stack(left), torch.stack(right)
 
 
-def _closes(plan: SweepPlan, t, left, right) -> list[tuple[tuple[int, ...], torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per kind: columns, left factor ``(k, B, br, D, D)``, middle-times-right ``(k, B, br, D, D)``, middle or None."""
+def _close_sites(plan: SweepPlan) -> list[tuple[tuple[int, ...], list[int], int, list[int] | None, list[int], int]]:
+    """Per kind: columns, left index and readout, middle sites (or None), right index and readout."""
     out = []
     cols, sites = plan.single
     if cols:
-        a = list(sites)
-        out.append((cols, left[a, :, :, 0], t[a, :, :, 1], right[[s + 1 for s in a], :, :, 0]))
+        out.append((cols, list(sites), 0, list(sites), [s + 1 for s in sites], 0))
     cols, ends = plan.prefix
     if cols:
-        b = [e + 1 for e in ends]
-        out.append((cols, left[b, :, :, 1], None, right[b, :, :, 0]))
+        out.append((cols, [e + 1 for e in ends], 1, None, [e + 1 for e in ends], 0))
     cols, starts = plan.suffix
     if cols:
-        out.append((cols, left[list(starts), :, :, 0], None, right[list(starts), :, :, 1]))
+        out.append((cols, list(starts), 0, None, list(starts), 1))
     return out
 
 
 def _by_site(w: torch.Tensor) -> torch.Tensor:
-    """``(br, n, 3, 2, D, D)`` -> ``(n, 3, br * 2 * D * D)``, the layout of one site-batched product."""
-    return w.flatten(3).permute(1, 2, 0, 3).reshape(w.shape[1], 3, -1)
+    """``(br, n, 3, 2, D, D)`` -> ``(n, br * 2 * D * D, 3)``, the layout of the site-batched products."""
+    return w.permute(1, 0, 3, 4, 5, 2).reshape(w.shape[1], -1, 3)
 
 
 def _site_matrices(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoded Pauli components ``v (n, B, 3)`` = (1, sin atan x, cos atan x) and ``T = v . W``."""
-    r = torch.rsqrt(1 + x * x)  # (B, n): cos(atan x); sin(atan x) = x cos(atan x)
-    v = torch.stack([torch.ones_like(r), x * r, r], -1).transpose(0, 1)  # (n, B, 3)
-    n, batch = v.shape[:2]
-    t = torch.bmm(v, _by_site(w))  # (n, B, br * 2 * D * D)
-    return v, t.reshape(n, batch, w.shape[0], 2, w.shape[-1], w.shape[-1])
+    """Encoded components ``v (n, 3, B)`` = (1, sin atan x, cos atan x) and ``T (n, br, 2, D, D, B) = W . v``."""
+    xt = x.T  # (n, B)
+    r = torch.rsqrt(1 + xt * xt)  # cos(atan x); sin(atan x) = x cos(atan x)
+    v = torch.stack([torch.ones_like(r), xt * r, r], 1)  # (n, 3, B)
+    ws = _by_site(w)  # (n, M, 3)
+    t = torch.baddbmm(ws[:, :, :1], ws[:, :, 1:], v[:, 1:])  # (n, M, B): W_I + sin W_X + cos W_Z, one GEMM per site
+    return v, t.reshape(w.shape[1], w.shape[0], 2, w.shape[-1], w.shape[-1], x.shape[0])
+
+
+def _forward(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan):
+    """Site matrices, products and the ``(n_obs, B)`` outputs averaged over branches."""
+    v, t = _site_matrices(x, w)
+    left, right = _products(t)
+    rows: list[torch.Tensor | None] = [None] * plan.n_obs
+    for cols, li, le, mid, ri, re in _close_sites(plan):
+        lf = left[li, :, le]  # (k, br, D, D, B)
+        vals = _trace(lf if mid is None else _mm(lf, t[mid, :, 1]), right[ri, :, re]).mean(1)  # (k, B)
+        for j, col in enumerate(cols):
+            rows[col] = vals[j]
+    return v, t, left, right, torch.stack(rows)
 
 
 class RingSweep(torch.autograd.Function):
@@ -129,15 +166,10 @@ class RingSweep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, plan: SweepPlan) -> torch.Tensor:
-        v, t = _site_matrices(x, w)
-        left, right = _products(t)
-        out = x.new_zeros((x.shape[0], w.shape[0], len(plan.single[0]) + len(plan.prefix[0]) + len(plan.suffix[0])))
-        for cols, lf, mid, rt in _closes(plan, t, left, right):
-            lm = lf if mid is None else lf @ mid
-            out[:, :, list(cols)] = _trace(lm, rt).permute(1, 2, 0)
+        v, t, left, right, out = _forward(x, w, plan)
         ctx.save_for_backward(x, w, v, t, left, right)
         ctx.plan = plan
-        return out.mean(1)
+        return out.T
 
     @staticmethod
     @once_differentiable
@@ -145,54 +177,44 @@ class RingSweep(torch.autograd.Function):
         x, w, v, t, left, right = ctx.saved_tensors
         plan: SweepPlan = ctx.plan
         n, branches = plan.n, w.shape[0]
-        g = (grad / branches)[:, None, :].expand(-1, branches, -1)  # (B, br, n_obs)
+        g = (grad.T / branches)[:, None, None, None, :]  # (n_obs, br=1, 1, 1, B)
         g_left, g_right, g_t = torch.zeros_like(left), torch.zeros_like(right), torch.zeros_like(t)
         # closes: d Tr(A M C) / dA = (M C)^T, / dM = (C A)^T, / dC = (A M)^T
-        cols, sites = plan.single
-        if cols:
-            a, a1 = list(sites), [s + 1 for s in sites]
-            gc = g[:, :, list(cols)].permute(2, 0, 1)[..., None, None]  # (k, B, br, 1, 1)
-            lf, mid, rt = left[a, :, :, 0], t[a, :, :, 1], right[a1, :, :, 0]
-            g_left[a, :, :, 0] += gc * (mid @ rt).transpose(-1, -2)
-            g_t[a, :, :, 1] += gc * (rt @ lf).transpose(-1, -2)
-            g_right[a1, :, :, 0] += gc * (lf @ mid).transpose(-1, -2)
-        for (cols, idx), le, re in ((plan.prefix, 1, 0), (plan.suffix, 0, 1)):
-            if cols:
-                k = [s + 1 for s in idx] if le == 1 else list(idx)
-                gc = g[:, :, list(cols)].permute(2, 0, 1)[..., None, None]
-                g_left[k, :, :, le] += gc * right[k, :, :, re].transpose(-1, -2)
-                g_right[k, :, :, re] += gc * left[k, :, :, le].transpose(-1, -2)
+        for cols, li, le, mid, ri, re in _close_sites(plan):
+            gc = g[list(cols)]  # (k, 1, 1, 1, B)
+            lf, rt = left[li, :, le], right[ri, :, re]
+            if mid is None:
+                g_left[:, :, le].index_add_(0, _ix(li, x), gc * _tr(rt))
+                g_right[:, :, re].index_add_(0, _ix(ri, x), gc * _tr(lf))
+                continue
+            md = t[mid, :, 1]
+            g_left[:, :, le].index_add_(0, _ix(li, x), gc * _tr(_mm(md, rt)))
+            g_t[:, :, 1].index_add_(0, _ix(mid, x), gc * _tr(_mm(rt, lf)))
+            g_right[:, :, re].index_add_(0, _ix(ri, x), gc * _tr(_mm(lf, md)))
         # sweeps in reverse: L[k+1] = L[k] T_k with L[0] = 1, R[k] = T_k R[k+1] with R[n] = 1
         for k in range(n - 1, 0, -1):  # g_left[k + 1] is complete: closes and step k + 1 have added to it
-            g_t[k] += left[k].transpose(-1, -2) @ g_left[k + 1]
-            g_left[k] += g_left[k + 1] @ t[k].transpose(-1, -2)
+            g_t[k] += _mm(_tr(left[k]), g_left[k + 1])
+            g_left[k] += _mm(g_left[k + 1], _tr(t[k]))
         g_t[0] += g_left[1]
         for k in range(n - 1):  # g_right[k] is complete: closes and step k - 1 have added to it
-            g_t[k] += g_right[k] @ right[k + 1].transpose(-1, -2)
-            g_right[k + 1] += t[k].transpose(-1, -2) @ g_right[k]
+            g_t[k] += _mm(g_right[k], _tr(right[k + 1]))
+            g_right[k + 1] += _mm(_tr(t[k]), g_right[k])
         g_t[n - 1] += g_right[n - 1]
-        flat = g_t.flatten(2)  # (n, B, br * 2 * D * D)
+        flat = g_t.reshape(n, -1, x.shape[0])  # (n, M, B)
         g_x = g_w = None
         if ctx.needs_input_grad[0]:
-            g_v = torch.bmm(flat, _by_site(w).transpose(1, 2))  # (n, B, 3)
-            r = torch.rsqrt(1 + x * x)  # d(x r)/dx = r^3, dr/dx = -x r^3
-            g_x = r**3 * (g_v[:, :, 1].T - x * g_v[:, :, 2].T)  # (B, n)
+            g_v = torch.bmm(_by_site(w)[:, :, 1:].transpose(1, 2), flat)  # (n, 2, B): sin and cos components
+            xt = x.T
+            r = torch.rsqrt(1 + xt * xt)  # d(x r)/dx = r^3, dr/dx = -x r^3
+            g_x = (r**3 * (g_v[:, 0] - xt * g_v[:, 1])).T  # (B, n)
         if ctx.needs_input_grad[1]:
-            g_w = torch.bmm(v.transpose(1, 2), flat)  # (n, 3, br * 2 * D * D)
-            g_w = g_w.reshape(n, 3, branches, *w.shape[3:]).permute(2, 0, 1, 3, 4, 5)
+            g_w = torch.bmm(flat, v.transpose(1, 2))  # (n, M, 3)
+            g_w = g_w.reshape(n, branches, 2, *w.shape[-2:], 3).permute(1, 0, 5, 2, 3, 4)
         return g_x, g_w, None
 
 
-def _forward_plain(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan) -> torch.Tensor:
-    """The same forward in plain torch operations, for autograd (the reference for the hand-written backward)."""
-    _, t = _site_matrices(x, w)
-    left, right = _products(t)
-    out: list[torch.Tensor | None] = [None] * (len(plan.single[0]) + len(plan.prefix[0]) + len(plan.suffix[0]))
-    for cols, lf, mid, rt in _closes(plan, t, left, right):
-        vals = _trace(lf if mid is None else lf @ mid, rt).mean(-1)  # (k, B)
-        for j, col in enumerate(cols):
-            out[col] = vals[j]
-    return torch.stack(out, -1)
+def _ix(idx: list[int], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(idx, dtype=torch.long, device=like.device)
 
 
 def ring_expectations(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan, *, autograd: bool = False) -> torch.Tensor:
@@ -202,10 +224,10 @@ def ring_expectations(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan, *, auto
         x: ``(B, n)`` raw features (each site encodes ``atan(x_i)``).
         w: ``(br, n, 3, 2, D, D)`` site tensors from :func:`qldm.quantum.tensornet.ring.site_tensors`.
         plan: The closes, from :func:`plan_sweep`.
-        autograd: Differentiate plain torch operations instead of using :class:`RingSweep`'s backward (slower; the
-            reference in tests).
+        autograd: Differentiate the forward's plain torch operations instead of using :class:`RingSweep`'s
+            backward (slower; the reference it is tested against).
 
     Returns:
         ``(B, n_obs)`` expectation values, differentiable in ``x`` and ``w``.
     """
-    return _forward_plain(x, w, plan) if autograd else RingSweep.apply(x, w, plan)
+    return _forward(x, w, plan)[-1].T if autograd else RingSweep.apply(x, w, plan)
