@@ -77,7 +77,7 @@ class TensorNetworkExecutor(Executor):
         *,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device | None = None,
-        chunk_size: int = 1024,
+        chunk_size: int = 4096,
         max_chunk_elements: int = 2**25,
         optimize: str = "greedy",
         method: str = "auto",

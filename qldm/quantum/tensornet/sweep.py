@@ -27,25 +27,42 @@ __all__ = ["SweepPlan", "plan_sweep", "RingSweep", "ring_expectations", "sweep_f
 
 
 @dataclass(frozen=True)
+class Close:
+    """Outputs ``cols`` read as ``Tr(L[left]^{le} (T_mid^Z) R[right]^{re})``, one entry per output."""
+
+    cols: tuple[int, ...]
+    left: tuple[int, ...]
+    le: int  # readout channel: 0 = I, 1 = Z
+    mid: tuple[int, ...] | None  # sites whose T^Z sits between (single-site masks), else None
+    right: tuple[int, ...]
+    re: int
+
+
+@dataclass(frozen=True)
 class SweepPlan:
-    """Closes grouped by kind: output columns and the site indices each close reads.
+    """The closes of every output, and which readout channels each sweep must carry.
 
     Attributes:
         n: Sites.
-        single: ``(columns, sites a)``: ``Tr(L[a]^I T_a^Z R[a+1]^I)``.
-        prefix: ``(columns, ends b)``: ``Tr(L[b+1]^Z R[b+1]^I)``.
-        suffix: ``(columns, starts a)``: ``Tr(L[a]^I R[a]^Z)``.
+        closes: Groups of outputs with the same form (single site, prefix ``[0, b]``, suffix ``[a, n-1]``).
+        left_ch: Channels ``(start, stop)`` of ``L[k]``, k >= 2, that some close reads (``L[0] = 1``, ``L[1] = T_0``
+            are there for both); ``(0, 0)`` when none.
+        right_ch: The same for ``R[k]``, k <= n - 2.
     """
 
     n: int
-    single: tuple[tuple[int, ...], tuple[int, ...]]
-    prefix: tuple[tuple[int, ...], tuple[int, ...]]
-    suffix: tuple[tuple[int, ...], tuple[int, ...]]
+    closes: tuple[Close, ...]
+    left_ch: tuple[int, int]
+    right_ch: tuple[int, int]
 
     @property
     def n_obs(self) -> int:
         """Number of outputs."""
-        return len(self.single[0]) + len(self.prefix[0]) + len(self.suffix[0])
+        return sum(len(c.cols) for c in self.closes)
+
+
+def _channels(used: set[int]) -> tuple[int, int]:
+    return (min(used), max(used) + 1) if used else (0, 0)
 
 
 def plan_sweep(masks: tuple[tuple[bool, ...], ...]) -> SweepPlan | None:
@@ -61,24 +78,54 @@ def plan_sweep(masks: tuple[tuple[bool, ...], ...]) -> SweepPlan | None:
             return None
         kinds[kind][0].append(j)
         kinds[kind][1].append(site)
-    frozen = {k: (tuple(c), tuple(s)) for k, (c, s) in kinds.items()}
-    return SweepPlan(n, frozen["single"], frozen["prefix"], frozen["suffix"])
+    closes = []
+    cols, sites = kinds["single"]
+    if cols:
+        closes.append(Close(tuple(cols), tuple(sites), 0, tuple(sites), tuple(a + 1 for a in sites), 0))
+    cols, ends = kinds["prefix"]
+    if cols:
+        closes.append(Close(tuple(cols), tuple(b + 1 for b in ends), 1, None, tuple(b + 1 for b in ends), 0))
+    cols, starts = kinds["suffix"]
+    if cols:
+        closes.append(Close(tuple(cols), tuple(starts), 0, None, tuple(starts), 1))
+    left = {c.le for c in closes if max(c.left) >= 2}
+    right = {c.re for c in closes if min(c.right) <= n - 2}
+    return SweepPlan(n, tuple(closes), _channels(left), _channels(right))
 
 
 def sweep_flops(plan: SweepPlan, bond: int, branches: int) -> float:
     """Real flops per token of one forward+backward (2 per multiply-add), from the operations the code runs.
 
-    Forward: site matrices ``3 * 2 D^2`` multiply-adds per site and branch, two sweeps of ``n - 1`` products of two
-    ``D x D`` matrices, closes. Backward: twice the sweeps (two products per step) and twice the site matrices.
+    Forward: site matrices (2 multiply-adds per entry), the sweeps' ``D x D`` products (``D^3`` each) over the
+    channels they carry, the closes. Backward: two products per sweep step, three per single-site close, and the
+    two site-batched products for the input and weight gradients.
     """
     d, n = bond, plan.n
-    site = 3 * 2 * d * d * n
-    sweeps = 2 * (n - 1) * 2 * d**3
-    closes = len(plan.single[0]) * (d**3 + d * d) + (len(plan.prefix[0]) + len(plan.suffix[0])) * d * d
-    return 2.0 * branches * (3 * site + 3 * sweeps + 3 * closes)
+    entries = n * 2 * d * d
+    steps = max(n - 2, 0) * ((plan.left_ch[1] - plan.left_ch[0]) + (plan.right_ch[1] - plan.right_ch[0]))
+    singles = sum(len(c.cols) for c in plan.closes if c.mid is not None)
+    trace = plan.n_obs * d * d
+    forward = 2 * entries + steps * d**3 + singles * d**3 + trace
+    backward = 2 * steps * d**3 + 3 * singles * d**3 + 2 * trace + 4 * entries
+    return 2.0 * branches * (forward + backward)
 
 
-def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _pick(stack: torch.Tensor, idx: tuple[int, ...], ch: int) -> torch.Tensor:
+    """``stack[idx, :, ch]`` of a ``(k, br, 2, D, D, B)`` stack: a view when ``idx`` is a run of consecutive sites."""
+    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        return stack[idx[0] : idx[0] + len(idx), :, ch]
+    return stack[list(idx), :, ch]
+
+
+def _add_at(stack: torch.Tensor, idx: tuple[int, ...], ch: int, value: torch.Tensor) -> None:
+    """``stack[idx, :, ch] += value`` (``idx`` may repeat)."""
+    if list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        stack[idx[0] : idx[0] + len(idx), :, ch] += value
+    else:
+        stack[:, :, ch].index_add_(0, torch.tensor(idx, device=stack.device), value)
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Matrix product over dims ``(-3, -2)`` of tokens-last tensors ``(..., D, D, B)``.
 
     Unrolled over the inner index: for D = 4, ``D`` fused multiply-adds over ``(D, D, B)`` vectors run about 8x faster
@@ -86,8 +133,9 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     d = a.shape[-2]
     if d > 8:  # large enough for batched GEMM to pay
-        return (a.movedim(-1, 0) @ b.movedim(-1, 0)).movedim(0, -1)
-    out = a[..., :, 0:1, :] * b[..., 0:1, :, :]
+        prod = (a.movedim(-1, 0) @ b.movedim(-1, 0)).movedim(0, -1)
+        return prod if out is None else out.copy_(prod)
+    out = torch.mul(a[..., :, 0:1, :], b[..., 0:1, :, :], out=out)
     for k in range(1, d):
         out.addcmul_(a[..., :, k : k + 1, :], b[..., k : k + 1, :, :])
     return out
@@ -103,30 +151,22 @@ def _trace(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * _tr(b)).sum((-3, -2))
 
 
-def _products(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left and right products ``(n + 1, br, 2, D, D, B)`` of site matrices ``t (n, br, 2, D, D, B)``."""
+def _products(t: torch.Tensor, plan: SweepPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left and right products ``(n + 1, br, 2, D, D, B)`` of site matrices ``t (n, br, 2, D, D, B)``.
+
+    Only the channels a close reads are carried past ``L[1]`` and ``R[n-1]``; the other entries stay unset.
+    """
     n, d = t.shape[0], t.shape[-2]
-    eye = torch.eye(d, dtype=t.dtype, device=t.device)[..., None].expand(t.shape[1:])
-    left, right = [eye, t[0]], [t[n - 1], eye]
+    eye = torch.eye(d, dtype=t.dtype, device=t.device)[..., None]
+    left, right = t.new_empty((n + 1, *t.shape[1:])), t.new_empty((n + 1, *t.shape[1:]))
+    left[0], left[1], right[n], right[n - 1] = eye, t[0], eye, t[n - 1]
+    lc, rc = slice(*plan.left_ch), slice(*plan.right_ch)
     for i in range(1, n):
-        left.append(_mm(left[-1], t[i]))
-        right.insert(0, _mm(t[n - 1 - i], right[0]))
-    return torch.stack(left), torch.stack(right)
-
-
-def _close_sites(plan: SweepPlan) -> list[tuple[tuple[int, ...], list[int], int, list[int] | None, list[int], int]]:
-    """Per kind: columns, left index and readout, middle sites (or None), right index and readout."""
-    out = []
-    cols, sites = plan.single
-    if cols:
-        out.append((cols, list(sites), 0, list(sites), [s + 1 for s in sites], 0))
-    cols, ends = plan.prefix
-    if cols:
-        out.append((cols, [e + 1 for e in ends], 1, None, [e + 1 for e in ends], 0))
-    cols, starts = plan.suffix
-    if cols:
-        out.append((cols, list(starts), 0, None, list(starts), 1))
-    return out
+        if lc.stop > lc.start:
+            _mm(left[i][:, lc], t[i][:, lc], out=left[i + 1][:, lc])
+        if rc.stop > rc.start:
+            _mm(t[n - 1 - i][:, rc], right[n - i][:, rc], out=right[n - 1 - i][:, rc])
+    return left, right
 
 
 def _by_site(w: torch.Tensor) -> torch.Tensor:
@@ -144,15 +184,32 @@ def _site_matrices(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torc
     return v, t.reshape(w.shape[1], w.shape[0], 2, w.shape[-1], w.shape[-1], x.shape[0])
 
 
-def _forward(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan):
-    """Site matrices, products and the ``(n_obs, B)`` outputs averaged over branches."""
+def _plain_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.movedim(-1, 0) @ b.movedim(-1, 0)).movedim(0, -1)
+
+
+def _plain_products(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All channels of every product with out-of-place ``matmul`` (the autograd reference)."""
+    n = t.shape[0]
+    eye = torch.eye(t.shape[-2], dtype=t.dtype, device=t.device)[..., None].expand(t.shape[1:])
+    left, right = [eye], [eye]
+    for i in range(n):
+        left.append(_plain_mm(left[-1], t[i]))
+        right.insert(0, _plain_mm(t[n - 1 - i], right[0]))
+    return torch.stack(left), torch.stack(right)
+
+
+def _forward(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan, plain: bool = False):
+    """Site matrices, products and the ``(n_obs, B)`` outputs averaged over branches (``plain``: for autograd)."""
     v, t = _site_matrices(x, w)
-    left, right = _products(t)
+    left, right = _plain_products(t) if plain else _products(t, plan)
     rows: list[torch.Tensor | None] = [None] * plan.n_obs
-    for cols, li, le, mid, ri, re in _close_sites(plan):
-        lf = left[li, :, le]  # (k, br, D, D, B)
-        vals = _trace(lf if mid is None else _mm(lf, t[mid, :, 1]), right[ri, :, re]).mean(1)  # (k, B)
-        for j, col in enumerate(cols):
+    for c in plan.closes:
+        lf = _pick(left, c.left, c.le)  # (k, br, D, D, B)
+        if c.mid is not None:
+            lf = (_plain_mm if plain else _mm)(lf, _pick(t, c.mid, 1))
+        vals = _trace(lf, _pick(right, c.right, c.re)).mean(1)  # (k, B)
+        for j, col in enumerate(c.cols):
             rows[col] = vals[j]
     return v, t, left, right, torch.stack(rows)
 
@@ -178,28 +235,59 @@ class RingSweep(torch.autograd.Function):
         plan: SweepPlan = ctx.plan
         n, branches = plan.n, w.shape[0]
         g = (grad.T / branches)[:, None, None, None, :]  # (n_obs, br=1, 1, 1, B)
-        g_left, g_right, g_t = torch.zeros_like(left), torch.zeros_like(right), torch.zeros_like(t)
+        g_t = torch.zeros_like(t)
+        seeds: tuple[dict, dict] = ({}, {})  # gradients of L[k] and R[k] from the closes: k -> [(channel, value)]
+
+        def seed(side: int, idx: tuple[int, ...], ch: int, value: torch.Tensor) -> None:
+            for j, k in enumerate(idx):
+                seeds[side].setdefault(k, []).append((ch, value[j]))
+
         # closes: d Tr(A M C) / dA = (M C)^T, / dM = (C A)^T, / dC = (A M)^T
-        for cols, li, le, mid, ri, re in _close_sites(plan):
-            gc = g[list(cols)]  # (k, 1, 1, 1, B)
-            lf, rt = left[li, :, le], right[ri, :, re]
-            if mid is None:
-                g_left[:, :, le].index_add_(0, _ix(li, x), gc * _tr(rt))
-                g_right[:, :, re].index_add_(0, _ix(ri, x), gc * _tr(lf))
+        for c in plan.closes:
+            gc = g[list(c.cols)]  # (k, 1, 1, 1, B)
+            lf, rt = _pick(left, c.left, c.le), _pick(right, c.right, c.re)
+            if c.mid is None:
+                seed(0, c.left, c.le, gc * _tr(rt))
+                seed(1, c.right, c.re, gc * _tr(lf))
                 continue
-            md = t[mid, :, 1]
-            g_left[:, :, le].index_add_(0, _ix(li, x), gc * _tr(_mm(md, rt)))
-            g_t[:, :, 1].index_add_(0, _ix(mid, x), gc * _tr(_mm(rt, lf)))
-            g_right[:, :, re].index_add_(0, _ix(ri, x), gc * _tr(_mm(lf, md)))
-        # sweeps in reverse: L[k+1] = L[k] T_k with L[0] = 1, R[k] = T_k R[k+1] with R[n] = 1
-        for k in range(n - 1, 0, -1):  # g_left[k + 1] is complete: closes and step k + 1 have added to it
-            g_t[k] += _mm(_tr(left[k]), g_left[k + 1])
-            g_left[k] += _mm(g_left[k + 1], _tr(t[k]))
-        g_t[0] += g_left[1]
-        for k in range(n - 1):  # g_right[k] is complete: closes and step k - 1 have added to it
-            g_t[k] += _mm(g_right[k], _tr(right[k + 1]))
-            g_right[k + 1] += _mm(_tr(t[k]), g_right[k])
-        g_t[n - 1] += g_right[n - 1]
+            md = _pick(t, c.mid, 1)
+            seed(0, c.left, c.le, gc * _tr(_mm(md, rt)))
+            _add_at(g_t, c.mid, 1, gc * _tr(_mm(rt, lf)))
+            seed(1, c.right, c.re, gc * _tr(_mm(lf, md)))
+        # the sweeps in reverse, on the channels the forward carried: L[k] = L[k-1] T_{k-1}, R[k] = T_k R[k+1]
+        lc, rc = slice(*plan.left_ch), slice(*plan.right_ch)
+        shape = (branches, lc.stop - lc.start, *t.shape[-3:])
+        gl = None  # gradient of L[k] on the carried channels, complete once the closes at k are added
+        for k in range(n, 0, -1):
+            for ch, val in seeds[0].get(k, []):
+                if lc.start <= ch < lc.stop:
+                    gl = t.new_zeros(shape) if gl is None else gl
+                    gl[:, ch - lc.start] += val
+                else:  # only L[1] = T_0 is read outside the carried channels
+                    g_t[0][:, ch] += val
+            if gl is None:
+                continue
+            if k == 1:
+                g_t[0][:, lc] += gl
+                break
+            g_t[k - 1][:, lc] += _mm(_tr(left[k - 1][:, lc]), gl)
+            gl = _mm(gl, _tr(t[k - 1][:, lc]))
+        shape = (branches, rc.stop - rc.start, *t.shape[-3:])
+        gr = None
+        for k in range(n):
+            for ch, val in seeds[1].get(k, []):
+                if rc.start <= ch < rc.stop:
+                    gr = t.new_zeros(shape) if gr is None else gr
+                    gr[:, ch - rc.start] += val
+                else:  # only R[n-1] = T_{n-1} is read outside the carried channels
+                    g_t[n - 1][:, ch] += val
+            if gr is None:
+                continue
+            if k == n - 1:
+                g_t[n - 1][:, rc] += gr
+                break
+            g_t[k][:, rc] += _mm(gr, _tr(right[k + 1][:, rc]))
+            gr = _mm(_tr(t[k][:, rc]), gr)
         flat = g_t.reshape(n, -1, x.shape[0])  # (n, M, B)
         g_x = g_w = None
         if ctx.needs_input_grad[0]:
@@ -213,10 +301,6 @@ class RingSweep(torch.autograd.Function):
         return g_x, g_w, None
 
 
-def _ix(idx: list[int], like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(idx, dtype=torch.long, device=like.device)
-
-
 def ring_expectations(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan, *, autograd: bool = False) -> torch.Tensor:
     """Ring expectations ``(B, n_obs)``, averaged over the global branches.
 
@@ -224,10 +308,10 @@ def ring_expectations(x: torch.Tensor, w: torch.Tensor, plan: SweepPlan, *, auto
         x: ``(B, n)`` raw features (each site encodes ``atan(x_i)``).
         w: ``(br, n, 3, 2, D, D)`` site tensors from :func:`qldm.quantum.tensornet.ring.site_tensors`.
         plan: The closes, from :func:`plan_sweep`.
-        autograd: Differentiate the forward's plain torch operations instead of using :class:`RingSweep`'s
-            backward (slower; the reference it is tested against).
+        autograd: Differentiate a plain forward (out-of-place ``matmul`` products over every channel) instead of
+            using :class:`RingSweep`'s backward (slower; the reference it is tested against).
 
     Returns:
         ``(B, n_obs)`` expectation values, differentiable in ``x`` and ``w``.
     """
-    return _forward(x, w, plan)[-1].T if autograd else RingSweep.apply(x, w, plan)
+    return _forward(x, w, plan, plain=True)[-1].T if autograd else RingSweep.apply(x, w, plan)
