@@ -1,5 +1,12 @@
 """Exact expectation values by contracting the circuit as a ket-and-bra tensor network, batched over tokens.
 
+A recognised Q-FFN (an unmodified :func:`circuits.qffn_circuit` of at most four layers) runs as a ring of real
+Pauli-basis transfer matrices instead (:class:`RingSweepProgram`: :mod:`qldm.quantum.tensornet.ring` builds the site
+tensors, :mod:`qldm.quantum.tensornet.sweep` reads every output from one left and one right sweep and has a
+hand-written backward); at n = 16 that is about 40x faster forward+backward than the general network below
+(``benchmarks/RESULTS.md``, section 1b). Every other circuit, and any circuit with ``method="tree"``, takes the
+general network:
+
 The network is built from the spec's compiled instructions (:mod:`qldm.quantum.tensornet.network`: gate fusion,
 diagonal wires as hyperedges, traced ancillas closed early), its pairwise contraction path is planned once per
 spec with opt_einsum and every Pauli term of every observable is read from one forward pass plus environments
@@ -54,7 +61,7 @@ class TensorNetworkExecutor(Executor):
     Args:
         dtype: ``torch.float32`` (default) or ``torch.float64``; tensors use the matching complex type.
         device: Torch device of the contraction; ``None`` follows the inputs.
-        chunk_size: Most tokens contracted at once.
+        chunk_size: Most tokens contracted at once (the ring sweep keeps about 6e3 floats per token at n = 16).
         max_chunk_elements: Bound on the complex elements one chunk keeps (node values and environments, which
             autograd holds); a deep circuit gets a smaller chunk, so memory stays bounded for any token count.
             The two-layer Q-FFN keeps about 1.7e4 elements per token at n = 16.
