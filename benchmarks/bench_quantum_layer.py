@@ -112,6 +112,8 @@ def _branch_k_option() -> dict:
 def _spawn(cfg: dict, timeout_s: float, mem_limit_mib: float) -> dict:
     """Run one cell in a child with a wall-clock and resident-memory watchdog."""
     env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), MKL_NUM_THREADS=str(cfg["threads"]))
+    if cfg.get("omp_wait_policy"):  # PASSIVE: idle OpenMP threads sleep instead of spinning (see --omp-wait-policy)
+        env["OMP_WAIT_POLICY"] = cfg["omp_wait_policy"]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(cfg)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     start, peak = time.monotonic(), 0.0
@@ -219,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", nargs="*", default=[], help="cells to leave out, as executor:n (e.g. statevector:8)")
     p.add_argument("--tokens", type=int, default=None, help="fixed batch per timed call (default: sized by target)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=("ACTIVE", "PASSIVE"),
+        help="OMP_WAIT_POLICY of the children (default: the runtime's); on a machine whose cores are busy with other "
+        "jobs, libgomp's spinning threads wait for descheduled peers at every parallel op; PASSIVE avoids it",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -264,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = {"registry": registry, "options": options, "n": n, "threads": args.threads,
                    "min_tokens": min_tokens, "max_tokens": min(max_tokens, 64 if quick else max_tokens),
                    "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4,
-                   "tokens": args.tokens}  # fmt: skip
+                   "tokens": args.tokens, "omp_wait_policy": args.omp_wait_policy}  # fmt: skip
             row |= _spawn(cfg, timeout, args.mem_limit_gib * 1024)
             rows.append(row)
             print(f"  {name} n={n}: {row['status']} {row.get('note', '')}", flush=True)
@@ -282,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"issue 13 target n={t['n']}: {t['tokens_per_s']:,.0f} tok/s vs >= {t['target_tokens_per_s']:,}{ratio}")
     settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats, "tokens": args.tokens,
                 "timeout_s": timeout, "mem_limit_gib": args.mem_limit_gib,
-                "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')",
+                "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')", "threads": args.threads,
+                "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
                 "forward": "torch.no_grad", "fwd_bwd": "sum().backward(), grads to inputs and weights",
                 "memory": "per phase: VmHWM (reset before the phase) minus VmRSS before it, MiB"}  # fmt: skip
     machine["load_avg_at_end"] = os.getloadavg()  # a busy machine makes every figure lower
