@@ -18,7 +18,8 @@ So with ``m = n_layers - 1`` internal rings each site is a ``D x D`` matrix, ``D
 choice ``e in {I, Z}`` of readout vector: ``T_i^e = W_i^e[..., 0] + sin(a_i) W_i^e[..., 1] + cos(a_i) W_i^e[..., 3]``
 with ``W`` built from the weights once per call (:func:`site_tensors`), and each output is a ring trace
 ``Tr(T_0^{e_0} ... T_{n-1}^{e_{n-1}})``, computed for all outputs at once by :mod:`qldm.quantum.tensornet.sweep`.
-At two layers ``D = 4``: about 2.4e3 real multiply-adds per token for n = 16, where the complex network takes 2.4e4.
+At two layers ``D = 4``: about 4e3 real multiply-adds per token forward for n = 16 (carrying only the readout channels
+that outputs read), where the planned complex network costs 2.4e4 (opt_einsum's count).
 
 Only specs that are exactly a ``qffn_circuit`` (same instructions, qubits, parameter expressions, parameter order and
 observables as the one rebuilt from ``spec.metadata``) are recognised; everything else takes the general network.

@@ -12,8 +12,9 @@ ring trace ``Tr(T_0^{e_0} ... T_{n-1}^{e_{n-1}})`` of its Z mask. Every mask of 
 That is ``2 (n - 1)`` batched matrix products for all outputs, against a contraction per output and term. The backward
 (:class:`RingSweep`) runs the same two sweeps in reverse from the closes' gradients, so the whole forward+backward is
 about ``6 n`` batched products of ``D x D`` matrices plus two site-batched products with the weight tensors, with no
-autograd graph over the sweep. Each step's matrices are laid out ``(tokens, branches, 2, D, D)`` so one ``matmul`` does
-a step for every token, branch and readout.
+autograd graph over the sweep. Tensors are laid out tokens last, ``(branches, readouts, D, D, tokens)`` per site, so
+one product is ``D`` fused multiply-adds over whole ``(D, D, tokens)`` arrays, for every token, branch and readout,
+and only the readout channels some output reads are carried through each sweep.
 """
 
 from __future__ import annotations
@@ -126,10 +127,10 @@ def _add_at(stack: torch.Tensor, idx: tuple[int, ...], ch: int, value: torch.Ten
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Matrix product over dims ``(-3, -2)`` of tokens-last tensors ``(..., D, D, B)``.
+    """Matrix product over dims ``(-3, -2)`` of tokens-last tensors ``(..., D, D, B)``, optionally into ``out``.
 
-    Unrolled over the inner index: for D = 4, ``D`` fused multiply-adds over ``(D, D, B)`` vectors run about 8x faster
-    on CPU than ``bmm`` on ``B`` separate 4x4 matrices (measured: 0.23 ms against 2.0 ms at B = 8,192).
+    Unrolled over the inner index: for D = 4, ``D`` fused multiply-adds over ``(D, D, B)`` arrays run several times
+    faster on CPU than ``bmm`` on ``B`` separate 4 x 4 matrices, whose per-matrix overhead dominates.
     """
     d = a.shape[-2]
     if d > 8:  # large enough for batched GEMM to pay
