@@ -121,23 +121,31 @@ def _pick(stack: torch.Tensor, idx: tuple[int, ...], ch: int) -> torch.Tensor:
 def _add_at(stack: torch.Tensor, idx: tuple[int, ...], ch: int, value: torch.Tensor) -> None:
     """``stack[idx, :, ch] += value`` (``idx`` may repeat)."""
     if list(idx) == list(range(idx[0], idx[0] + len(idx))):
-        stack[idx[0] : idx[0] + len(idx), :, ch] += value
+        stack[idx[0] : idx[0] + len(idx), :, ch].add_(value)  # add_ on the view: `+=` would copy it back
     else:
         stack[:, :, ch].index_add_(0, torch.tensor(idx, device=stack.device), value)
 
 
-def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Matrix product over dims ``(-3, -2)`` of tokens-last tensors ``(..., D, D, B)``, optionally into ``out``.
+def _mm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None, accumulate: bool = False) -> torch.Tensor:
+    """Matrix product over dims ``(-3, -2)`` of tokens-last tensors ``(..., D, D, B)``, into ``out`` or added to it.
 
     Unrolled over the inner index: for D = 4, ``D`` fused multiply-adds over ``(D, D, B)`` arrays run several times
     faster on CPU than ``bmm`` on ``B`` separate 4 x 4 matrices, whose per-matrix overhead dominates.
+
+    Raises:
+        ValueError: If ``accumulate`` is set without ``out``.
     """
+    if accumulate and out is None:
+        raise ValueError("accumulate=True needs out")
     d = a.shape[-2]
     if d > 8:  # large enough for batched GEMM to pay
         prod = (a.movedim(-1, 0) @ b.movedim(-1, 0)).movedim(0, -1)
-        return prod if out is None else out.copy_(prod)
-    out = torch.mul(a[..., :, 0:1, :], b[..., 0:1, :, :], out=out)
-    for k in range(1, d):
+        return prod if out is None else out.add_(prod) if accumulate else out.copy_(prod)
+    start = 0
+    if not accumulate:
+        out = torch.mul(a[..., :, 0:1, :], b[..., 0:1, :, :], out=out)
+        start = 1
+    for k in range(start, d):
         out.addcmul_(a[..., :, k : k + 1, :], b[..., k : k + 1, :, :])
     return out
 
@@ -263,15 +271,15 @@ class RingSweep(torch.autograd.Function):
             for ch, val in seeds[0].get(k, []):
                 if lc.start <= ch < lc.stop:
                     gl = t.new_zeros(shape) if gl is None else gl
-                    gl[:, ch - lc.start] += val
+                    gl[:, ch - lc.start].add_(val)
                 else:  # only L[1] = T_0 is read outside the carried channels
-                    g_t[0][:, ch] += val
+                    g_t[0][:, ch].add_(val)
             if gl is None:
                 continue
             if k == 1:
-                g_t[0][:, lc] += gl
+                g_t[0][:, lc].add_(gl)
                 break
-            g_t[k - 1][:, lc] += _mm(_tr(left[k - 1][:, lc]), gl)
+            _mm(_tr(left[k - 1][:, lc]), gl, out=g_t[k - 1][:, lc], accumulate=True)
             gl = _mm(gl, _tr(t[k - 1][:, lc]))
         shape = (branches, rc.stop - rc.start, *t.shape[-3:])
         gr = None
@@ -279,15 +287,15 @@ class RingSweep(torch.autograd.Function):
             for ch, val in seeds[1].get(k, []):
                 if rc.start <= ch < rc.stop:
                     gr = t.new_zeros(shape) if gr is None else gr
-                    gr[:, ch - rc.start] += val
+                    gr[:, ch - rc.start].add_(val)
                 else:  # only R[n-1] = T_{n-1} is read outside the carried channels
-                    g_t[n - 1][:, ch] += val
+                    g_t[n - 1][:, ch].add_(val)
             if gr is None:
                 continue
             if k == n - 1:
-                g_t[n - 1][:, rc] += gr
+                g_t[n - 1][:, rc].add_(gr)
                 break
-            g_t[k][:, rc] += _mm(gr, _tr(right[k + 1][:, rc]))
+            _mm(gr, _tr(right[k + 1][:, rc]), out=g_t[k][:, rc], accumulate=True)
             gr = _mm(_tr(t[k][:, rc]), gr)
         flat = g_t.reshape(n, -1, x.shape[0])  # (n, M, B)
         g_x = g_w = None
