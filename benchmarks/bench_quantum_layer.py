@@ -5,21 +5,22 @@ Usage::
     python benchmarks/bench_quantum_layer.py                 # full run: n = 4, 8, 12, 16, 32
     python benchmarks/bench_quantum_layer.py --quick         # smoke run: n = 4, 8, few tokens
     python benchmarks/bench_quantum_layer.py --executors statevector aer-qnn --n 4
-    python benchmarks/bench_quantum_layer.py --executors statevector tensornet --n 4 8 16 \
-        --tokens 4096 --skip statevector:8                   # issue 13: batches of 4,096, ratios to n = 4
+    python benchmarks/bench_quantum_layer.py --executors statevector tensornet tensornet-tree --n 4 8 16 \
+        --tokens 4096 --skip statevector:8 --out benchmarks/results/quantum_layer_issue13.json
+                                                             # issue 13: batches of 4,096, ratios to n = 4
 
-Circuit: ``qffn_circuit(n, n_layers=2, ancillas="per-qubit", readout="ring")`` (2n wires). Each (executor, n)
-cell runs in a fresh child process, so that its memory is its own and a crash, a timeout or a memory blow-up
-loses only that cell. Per cell the child
+Circuit: ``qffn_circuit(n, n_layers=2, ancillas="per-qubit", readout="ring")`` (2n wires). ``tensornet`` runs it as
+the real transfer-matrix ring sweep; ``tensornet-tree`` is the general complex network that ran it before issue 13.
+Each (executor, n) cell runs in a fresh child process, so that its memory is its own and a crash, a timeout or a
+memory blow-up loses only that cell. Per cell the child
 
 1. builds ``QuantumLayer(spec, executor=...)`` and runs a warm-up forward+backward twice on a few tokens (compilation,
    lazy initialisation); the faster one sizes the batch, ``clamp(target_s / s_per_token)``;
 2. times the forward under ``torch.no_grad`` (inference) and the forward+backward (``sum().backward()``, with
    gradients to inputs and weights as inside the Q-FFN), ``--repeats`` times each, and reports the median;
-3. estimates the real floating-point operations per token of the forward+backward from the executor's plan (tensor
-   network: 3x the planned forward contraction, 4 real flops per complex one; statevector: per matrix step ``8 d``
-   real flops per amplitude, 3 passes for the adjoint) and divides the achieved rate by a complex64 matmul rate measured
-   in the same child: the fraction of the arithmetic roofline;
+3. counts (ring sweep) or estimates (general network, statevector) the real flops per token of the forward+backward
+   and divides the achieved rate by a 512 x 512 GEMM rate in the program's arithmetic (float32 or complex64) measured
+   in the same child: the fraction of the arithmetic roofline (``benchmarks/layer_cell.py``);
 4. reports memory per phase as the kernel's resident high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``
    just before the phase) minus the resident set at that moment. The measure is the same for every executor, whether
    memory comes from torch's allocator, Aer's C++ simulator or numpy (``tracemalloc`` would miss the first two). Memory
@@ -35,7 +36,6 @@ comparison is fair.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import inspect
 import json
@@ -53,145 +53,20 @@ SIZES = (4, 8, 12, 16, 32)
 # name -> (registry name, module to import, options, largest n tried, tokens cap)
 EXECUTORS: dict[str, tuple[str, str, dict, int, int]] = {
     "statevector": ("statevector", "qldm.quantum.statevector.executor", {}, 12, 4096),
-    "tensornet": ("tensornet", "qldm.quantum.tensornet.executor", {}, 32, 4096),
+    "tensornet": ("tensornet", "qldm.quantum.tensornet.executor", {}, 32, 4096),  # Q-FFN: the ring sweep
+    # the general network as it ran before issue 13 (same code, its old 1,024-token chunks): the "before" figure
+    "tensornet-tree": (
+        "tensornet",
+        "qldm.quantum.tensornet.executor",
+        {"method": "tree", "chunk_size": 1024},
+        32,
+        4096,
+    ),
     "branch-K1": ("branch", "qldm.quantum.statevector.branch", {}, 16, 4096),  # simulates 2**n data amplitudes
     "aer-pub": ("aer", "qldm.quantum.aer", {"method": "pub"}, 8, 256),
     "aer-qnn": ("aer", "qldm.quantum.aer", {"method": "qnn"}, 4, 8),
 }
 _BRANCH_K_NAMES = ("k", "K", "num_branches", "branches", "n_branches", "num_samples", "samples", "shots")
-
-
-# ================================================================================================ child
-def _status_mib(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's resident high-water mark (VmHWM) of this process; False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_delta(timed, tokens: int, repeats: int) -> tuple[float, float, str]:
-    """Median seconds of ``timed(tokens)`` and the peak resident growth (MiB) while it ran."""
-    import resource
-    import statistics
-
-    gc.collect()
-    before = _status_mib("VmRSS:")
-    if _reset_peak():
-        seconds = statistics.median(timed(tokens) for _ in range(repeats))
-        return seconds, max(_status_mib("VmHWM:") - before, 0.0), "VmHWM"
-    seconds = statistics.median(timed(tokens) for _ in range(repeats))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; includes earlier peaks
-    return seconds, max(peak - before, 0.0), "ru_maxrss (upper bound)"
-
-
-def _matmul_gflops(threads: int) -> float:
-    """Best-of-3 complex64 matmul rate (real GFLOP/s, 8 per complex multiply-add) on ``threads`` threads."""
-    import torch
-
-    a = torch.randn(512, 512, dtype=torch.complex64)
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        a @ a
-        best = max(best, 8 * 512**3 / (time.perf_counter() - t) / 1e9)
-    return best
-
-
-def _flops_per_token(program) -> float | None:
-    """Real flops of one token's forward+backward from the program's own plan, or None where it has none."""
-    plan = getattr(program, "plan", None)
-    if plan is not None and hasattr(plan, "flops"):
-        return 3 * 4 * float(plan.flops)  # forward, environments/backward ~ 3 contractions; complex = 4 real
-    engine = getattr(program, "engine", None)
-    steps = getattr(getattr(engine, "plan", None), "steps", None)
-    if steps is None:
-        return None
-    total = 0.0
-    for step in steps:
-        if hasattr(step, "targets"):  # a matrix step on the control-is-1 slice: d complex MACs per amplitude
-            total += 8 * 2 ** len(step.targets) * 2 ** (engine.n - len(step.controls))
-    return 3 * total  # forward, then un-apply state and co-state (the reduced matrices cost about the same)
-
-
-def _run_cell(cfg: dict) -> dict:
-    """Measure one (executor, n) cell. Runs inside the child process."""
-    import torch
-
-    from circuits import qffn_circuit
-    from qldm.quantum import QuantumLayer, make_executor
-
-    torch.set_num_threads(cfg["threads"])
-    torch.manual_seed(0)
-    opts = dict(cfg["options"])
-    if cfg["registry"] == "aer":  # give Aer the same thread budget as torch
-        opts["backend_options"] = {"max_parallel_threads": cfg["threads"]}
-    spec = qffn_circuit(cfg["n"], n_layers=2, ancillas="per-qubit", readout="ring")
-    layer = QuantumLayer(spec, executor=make_executor(cfg["registry"], **opts))
-
-    def fwd(tokens: int) -> float:
-        x = torch.randn(tokens, spec.num_inputs)
-        t = time.perf_counter()
-        with torch.no_grad():
-            layer(x)
-        return time.perf_counter() - t
-
-    def fwd_bwd(tokens: int) -> float:
-        x = torch.randn(tokens, spec.num_inputs, requires_grad=True)
-        layer.zero_grad(set_to_none=True)
-        t = time.perf_counter()
-        layer(x).sum().backward()
-        return time.perf_counter() - t
-
-    if cfg.get("tokens"):  # a fixed batch (issue 13 sizes the targets at 4,096 tokens)
-        fwd_bwd(cfg["tokens"])
-        return _measure(cfg, layer, fwd, fwd_bwd, cfg["tokens"])
-    warm_tokens = cfg["min_tokens"]
-    t_warm = fwd_bwd(warm_tokens)
-    t_warm = min(t_warm, fwd_bwd(warm_tokens))  # the first call also pays one-off costs
-    per_token = t_warm / warm_tokens
-    if per_token * cfg["min_tokens"] > cfg["cell_budget_s"]:
-        return {"status": "too slow", "note": f"{per_token:.3g} s/token fwd+bwd in warm-up"}
-    tokens = int(max(cfg["min_tokens"], min(cfg["max_tokens"], cfg["target_s"] / max(per_token, 1e-9))))
-    # A 1-token warm-up is dominated by fixed per-call overhead, which underestimates batched throughput: grow the
-    # batch while a call stays well under the target, so every executor is timed at a batch it is built for.
-    while tokens < cfg["max_tokens"] and fwd_bwd(tokens) < cfg["target_s"] / 4:
-        tokens = min(cfg["max_tokens"], tokens * 2)
-    return _measure(cfg, layer, fwd, fwd_bwd, tokens)
-
-
-def _measure(cfg: dict, layer, fwd, fwd_bwd, tokens: int) -> dict:
-    """Time both phases at ``tokens`` and collect the row."""
-    t_fwd, mem_fwd, how = _peak_delta(fwd, tokens, cfg["repeats"])
-    t_fb, mem_fb, _ = _peak_delta(fwd_bwd, tokens, cfg["repeats"])
-    flops = _flops_per_token(getattr(layer, "program", None))
-    peak = _matmul_gflops(cfg["threads"])
-    return {
-        "flops_per_token": flops,
-        "matmul_gflops": peak,
-        "roofline_fraction": None if flops is None else tokens / t_fb * flops / 1e9 / peak,
-        "status": "ok",
-        "tokens": tokens,
-        "fwd_tokens_per_s": tokens / t_fwd,
-        "fwd_bwd_tokens_per_s": tokens / t_fb,
-        "fwd_s": t_fwd,
-        "fwd_bwd_s": t_fb,
-        "fwd_peak_mib": mem_fwd,
-        "fwd_bwd_peak_mib": mem_fb,
-        "memory_measure": how,
-        "executor_describe": layer.executor.describe(),
-        "note": "",
-    }
 
 
 # ================================================================================================ parent
@@ -237,6 +112,8 @@ def _branch_k_option() -> dict:
 def _spawn(cfg: dict, timeout_s: float, mem_limit_mib: float) -> dict:
     """Run one cell in a child with a wall-clock and resident-memory watchdog."""
     env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), MKL_NUM_THREADS=str(cfg["threads"]))
+    if cfg.get("omp_wait_policy"):  # PASSIVE: idle OpenMP threads sleep instead of spinning (see --omp-wait-policy)
+        env["OMP_WAIT_POLICY"] = cfg["omp_wait_policy"]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(cfg)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     start, peak = time.monotonic(), 0.0
@@ -278,18 +155,43 @@ def _add_ratios(rows: list[dict]) -> float | None:
 
 
 def _print_table(rows: list[dict]) -> None:
-    head = f"{'executor':<12} {'n':>3} {'wires':>5} {'tokens':>6} {'fwd tok/s':>10} {'fwd+bwd tok/s':>13} "
-    head += f"{'/sv n=4':>7} {'roof':>5} {'fwd MiB':>8} {'f+b MiB':>8}  note"
+    head = f"{'executor':<15} {'n':>3} {'wires':>5} {'tokens':>6} {'fwd tok/s':>10} {'fwd+bwd tok/s':>13} "
+    head += f"{'/sv n=4':>7} {'GF/s':>6} {'peak':>6} {'roof':>6} {'fwd MiB':>8} {'f+b MiB':>8}  note"
     print(head)
     print("-" * (len(head) + 20))
     for r in rows:
         note = " ".join(x for x in (r["status"] if r["status"] != "ok" else "", r.get("note", "")) if x)
         print(
-            f"{r['executor']:<12} {r['n']:>3} {r['wires']:>5} {r.get('tokens', '-')!s:>6} "
+            f"{r['executor']:<15} {r['n']:>3} {r['wires']:>5} {r.get('tokens', '-')!s:>6} "
             f"{_fmt(r.get('fwd_tokens_per_s')):>10} {_fmt(r.get('fwd_bwd_tokens_per_s')):>13} "
-            f"{_fmt(r.get('ratio_sv4')):>7} {_fmt(r.get('roofline_fraction')):>5} "
+            f"{_fmt(r.get('ratio_sv4')):>7} {_fmt(r.get('achieved_gflops')):>6} "
+            f"{_fmt(r.get(_peak_key(r))):>6} {_fmt(r.get('roofline_fraction')):>6} "
             f"{_fmt(r.get('fwd_peak_mib')):>8} {_fmt(r.get('fwd_bwd_peak_mib')):>8}  {note}"
         )
+
+
+def _peak_key(row: dict) -> str:
+    return "gemm_c64_gflops" if row.get("peak_gemm") == "complex64" else "gemm_f32_gflops"
+
+
+#: Issue 13's targets for the default tensor-network executor: (n, forward+backward tokens/s, ratio to sv n = 4).
+TARGETS = ((4, 40_000, None), (8, 25_000, 0.6), (16, 20_000, 0.5))
+
+
+def _targets(rows: list[dict], executor: str = "tensornet") -> list[dict]:
+    """Issue 13's targets against this run: absolute tokens/s (machine- and load-dependent) and the ratio."""
+    out = []
+    for n, tokens_s, ratio in TARGETS:
+        row = next((r for r in rows if r["executor"] == executor and r["n"] == n and r["status"] == "ok"), None)
+        if row is None:
+            continue
+        got, got_ratio = row["fwd_bwd_tokens_per_s"], row.get("ratio_sv4")
+        out.append({
+            "executor": executor, "n": n, "tokens_per_s": got, "target_tokens_per_s": tokens_s,
+            "tokens_met": got >= tokens_s, "ratio_sv4": got_ratio, "target_ratio": ratio,
+            "ratio_met": None if ratio is None or got_ratio is None else got_ratio >= ratio,
+        })  # fmt: skip
+    return out
 
 
 def _ratios(rows: list[dict], n: int = 4) -> dict:
@@ -319,11 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", nargs="*", default=[], help="cells to leave out, as executor:n (e.g. statevector:8)")
     p.add_argument("--tokens", type=int, default=None, help="fixed batch per timed call (default: sized by target)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=("ACTIVE", "PASSIVE"),
+        help="OMP_WAIT_POLICY of the children (default: the runtime's); on a machine whose cores are busy with other "
+        "jobs, libgomp's spinning threads wait for descheduled peers at every parallel op; PASSIVE avoids it",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         sys.path.insert(0, str(ROOT))
-        print(json.dumps(_run_cell(json.loads(args.child))))
+        from layer_cell import run_cell  # benchmarks/ is sys.path[0] when this file runs as a script
+
+        print(json.dumps(run_cell(json.loads(args.child))))
         return 0
 
     quick = args.quick
@@ -362,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = {"registry": registry, "options": options, "n": n, "threads": args.threads,
                    "min_tokens": min_tokens, "max_tokens": min(max_tokens, 64 if quick else max_tokens),
                    "target_s": target_s, "repeats": repeats, "cell_budget_s": timeout / 4,
-                   "tokens": args.tokens}  # fmt: skip
+                   "tokens": args.tokens, "omp_wait_policy": args.omp_wait_policy}  # fmt: skip
             row |= _spawn(cfg, timeout, args.mem_limit_gib * 1024)
             rows.append(row)
             print(f"  {name} n={n}: {row['status']} {row.get('note', '')}", flush=True)
@@ -374,15 +284,21 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(rows)
     ratios = _ratios(rows)
     print(f"\nratio at n=4 (fwd+bwd tokens/s, exact torch / Aer): {ratios}")
+    targets = _targets(rows)
+    for t in targets:
+        ratio = "" if t["target_ratio"] is None else f", ratio {t['ratio_sv4']:.2f} vs >= {t['target_ratio']}"
+        print(f"issue 13 target n={t['n']}: {t['tokens_per_s']:,.0f} tok/s vs >= {t['target_tokens_per_s']:,}{ratio}")
     settings = {"quick": quick, "sizes": sizes, "target_s": target_s, "repeats": repeats, "tokens": args.tokens,
                 "timeout_s": timeout, "mem_limit_gib": args.mem_limit_gib,
-                "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')",
+                "circuit": "qffn_circuit(n, 2, 'per-qubit', 'ring')", "threads": args.threads,
+                "omp_wait_policy": args.omp_wait_policy or os.environ.get("OMP_WAIT_POLICY"),
                 "forward": "torch.no_grad", "fwd_bwd": "sum().backward(), grads to inputs and weights",
                 "memory": "per phase: VmHWM (reset before the phase) minus VmRSS before it, MiB"}  # fmt: skip
     machine["load_avg_at_end"] = os.getloadavg()  # a busy machine makes every figure lower
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "settings": settings, "results": rows,
-                                    "ratio_n4": ratios}, indent=2, default=str))  # fmt: skip
+                                    "ratio_n4": ratios, "issue13_targets": targets}, indent=2,
+                                   default=str))  # fmt: skip
     print(f"wrote {args.out}")
     return 0
 
