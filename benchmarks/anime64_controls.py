@@ -12,7 +12,7 @@ headline run's ``vae/``, so the denoisers see the same latents) and seeds 0, 1, 
 
 Each finished run is evaluated with ``qldm evaluate --run RUN --n 100 --seeds 0,1,2`` (FID against the held-out
 faces, high-frequency energy ratio, captioner hair-colour accuracy), quantum groups are also ablated at inference
-(``qldm ablate --run RUN --n 200 --seeds 0,1``), and the run's metrics, config, timings, last grid and reports are
+(``qldm ablate --run RUN --n 100 --seeds 0,1``), and the run's metrics, config, timings, last grid and reports are
 committed to ``benchmarks/results/anime64_controls/<name>/`` as soon as it finishes, so a run is never lost with the
 machine. ``--launch NAME:SEED:GROUP ...`` runs those jobs one after another that way.
 
@@ -50,7 +50,7 @@ GROUPS = {
     "g": ("quantum, lambda lr x10", ["train.lr_gate=0.01"]),
 }  # fmt: skip
 QUANTUM = {"q", "l", "s", "g"}  # groups whose trained model is also ablated at inference
-ABLATE = ["--n", "200", "--seeds", "0,1"]
+ABLATE = ["--n", "100", "--seeds", "0,1"]
 EVAL = ["--n", "100", "--seeds", "0,1,2"]
 
 
