@@ -12,9 +12,10 @@ headline run's ``vae/``, so the denoisers see the same latents) and seeds 0, 1, 
 
 Each finished run is evaluated with ``qldm evaluate --run RUN --n 100 --seeds 0,1,2`` (FID against the held-out
 faces, high-frequency energy ratio, captioner hair-colour accuracy), quantum groups are also ablated at inference
-(``qldm ablate --run RUN --n 100 --seeds 0,1``), and the run's metrics, config, timings, last grid and reports are
-committed to ``benchmarks/results/anime64_controls/<name>/`` as soon as it finishes, so a run is never lost with the
-machine. ``--launch NAME:SEED:GROUP ...`` runs those jobs one after another that way.
+(``qldm ablate --run RUN --n 100 --seeds 0,1``) and their circuit outputs' spread measured (``qldm features``),
+and the run's metrics, config, timings, last grid and reports are committed to
+``benchmarks/results/anime64_controls/<name>/`` as soon as it finishes, so a run is never lost with the machine.
+``--launch NAME:SEED:GROUP ...`` runs those jobs one after another that way.
 
 Summary (default): per run the mean over its 3 sampling seeds; per group the mean over runs with a Student-t 95%
 interval over training seeds (the unit of replication), Welch's t-test against the quantum group, pooled hair-colour
@@ -85,6 +86,10 @@ def launch(jobs: list[str], *, work: Path, vae: Path, results: Path) -> None:
                 subprocess.run(cmd, env=env)
                 for f in ("ablation.json", "ablation.md"):
                     shutil.copy(ab / f, dest / f)
+                fm = work / f"{name}-features"  # spread of the circuit's outputs across tokens (qldm features)
+                subprocess.run(["qldm", "features", "--run", str(run), "--out", str(fm), "--no-progress"], env=env)
+                for f in ("features.json", "feature_maps.png"):
+                    shutil.copy(fm / f, dest / f)
         _git_commit(dest, f"anime64 control study: run {name} (group {group}, seed {seed}) trained and evaluated")
 
 
@@ -115,7 +120,25 @@ def _run_row(folder: Path) -> dict | None:
         "loss": [m["loss"] for m in steps],
         "lambda": {g: [m.get(g) for m in steps] for g in gates},
         "grad_share": [m.get("grad_share/circuit") for m in steps],
+        "ablation": _ablation(folder / "ablation.json"),
+        "output_spread": _spread(folder / "features.json"),
     }
+
+
+def _spread(path: Path) -> dict | None:
+    """Median and largest token-std of the circuit's inputs and outputs (``qldm features``), or None."""
+    if not path.is_file():
+        return None
+    stat = json.loads(path.read_text())["statistics"][0]
+    return {k: [float(np.median(stat[k])), float(np.max(stat[k]))] for k in ("std_before", "std_after")}
+
+
+def _ablation(path: Path) -> dict | None:
+    """``{mode: {metric: [delta, ci_low, ci_high]}}`` from a ``qldm ablate`` report, or None."""
+    if not path.is_file():
+        return None
+    change = json.loads(path.read_text())["paired_change_vs_none"]
+    return {mode: {k: [v["delta"], v["ci_low"], v["ci_high"]] for k, v in ms.items()} for mode, ms in change.items()}
 
 
 def _t_ci(values: list[float]) -> tuple[float, float | None]:
@@ -153,7 +176,7 @@ def summarize(results: Path) -> dict:
     floor = {"fid": float(np.mean([r["real_fid"] for r in rows])), "hf": float(np.mean([r["real_hf"] for r in rows]))}
     out = {"groups": table, "real_floor": floor, "runs": rows, "eval": " ".join(EVAL)}
     (results / "summary.json").write_text(json.dumps(out, indent=1))
-    md = _markdown(table, floor)
+    md = _markdown(table, floor, rows)
     (results / "summary.md").write_text(md)
     _plot(rows, table, results / "controls.png")
     print(md)
@@ -168,7 +191,7 @@ def _fmt_p(p: float | None) -> str:
     return "" if p is None else f"{p:.2f}"
 
 
-def _markdown(table: list[dict], floor: dict) -> str:
+def _markdown(table: list[dict], floor: dict, rows: list[dict]) -> str:
     lines = [
         "| group | runs | FID (held-out) | p vs Q | HF ratio | p vs Q | hair colour | pooled (Wilson) | p vs Q "
         "| final loss |",
@@ -183,6 +206,25 @@ def _markdown(table: list[dict], floor: dict) -> str:
             f"| {100 * e['acc_pooled']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}) | {_fmt_p(e['acc_p_vs_quantum'])} "
             f"| {_fmt(e['final_loss'], e['final_loss_ci'], 3)} |"
         )
+    ablated = [r for r in rows if r["ablation"]]
+    if ablated:
+        lines += ["", "| run | ablation | delta FID [95%] | delta HF ratio [95%] | delta hair accuracy [95%] |"]
+        lines.append("|---|---|---|---|---|")
+        for r in ablated:
+            for mode, ms in r["ablation"].items():
+                keys = ("fid", "hf_ratio", "hair_accuracy")
+                cells = [f"{d:+.2g} [{lo:+.2g}, {hi:+.2g}]" for d, lo, hi in (ms[k] for k in keys)]
+                lines.append(f"| {r['run']} | {mode} | " + " | ".join(cells) + " |")
+    spread = [r for r in rows if r["output_spread"]]
+    if spread:
+        lines += [
+            "",
+            "| run | circuit input std across tokens (median, max) | output std (median, max) |",
+            "|---|---|---|",
+        ]
+        for r in spread:
+            (a, b), (c, d) = r["output_spread"]["std_before"], r["output_spread"]["std_after"]
+            lines.append(f"| {r['run']} | {a:.3g}, {b:.3g} | {c:.3g}, {d:.3g} |")
     lines.append(
         f"\nReal held-out vs reference (the floor at this N): FID {floor['fid']:.2f}, HF ratio {floor['hf']:.4f}."
     )
