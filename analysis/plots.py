@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_variance", "series"]
+__all__ = ["plot_variance", "plot_depth", "series"]
 
 
 def series(points: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
@@ -60,6 +60,57 @@ def plot_variance(result: Any, path: str | Path | None = None, *, title: str | N
     ax.set_ylabel(r"Var[$\partial\langle O\rangle/\partial\theta_1$]")
     ax.set_title(title or "Gradient variance (hollow: branch-sampled estimate)")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_depth(result: Any, path: str | Path | None = None, *, title: str | None = None) -> Any:
+    """Semilog plot of Var[d<O>/d theta_1] against layers: one panel per design, one line per qubit count.
+
+    The depth sweep shows where each n reaches its plateau: a baseline line flattens once the circuit is deep enough
+    to be a 2-design, at a value that falls with n; the ancilla design's lines should not separate.
+
+    Args:
+        result: An :class:`analysis.results.StudyResult` with several ``n_layers`` per (design, n).
+        path: Where to save the PNG (optional).
+        title: Figure title.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    designs = sorted({p["design"] for p in result.points})
+    fig, axes = plt.subplots(1, len(designs), figsize=(6 * len(designs), 4.5), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    qubits = sorted({int(p["n_qubits"]) for p in result.points})
+    for ax, design in zip(axes[0], designs, strict=True):
+        for i, n in enumerate(qubits):
+            pts = sorted(
+                (p for p in result.points if p["design"] == design and int(p["n_qubits"]) == n and p["variance"] > 0),
+                key=lambda p: p["n_layers"],
+            )
+            if not pts:
+                continue
+            L = np.array([p["n_layers"] for p in pts])
+            v = np.array([p["variance"] for p in pts])
+            err = np.stack(
+                [np.clip(v - [p["ci_low"] for p in pts], 0, None), np.clip([p["ci_high"] for p in pts] - v, 0, None)]
+            )
+            colour = cmap(i / max(len(qubits) - 1, 1))
+            ax.errorbar(L, v, yerr=err, marker="o", ms=3, capsize=2, color=colour, label=f"n={n}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("layers L")
+        ax.set_title(f"{design}")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0][0].set_ylabel(r"Var[$\partial\langle O\rangle/\partial\theta_1$]")
+    fig.suptitle(title or "Gradient variance against depth")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)

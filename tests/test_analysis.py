@@ -222,3 +222,20 @@ def test_cli_shards_fill_one_file_and_skip_saved_points(tmp_path, monkeypatch):
     assert len(points) == 4 and len(ran) == 4 and len({p["key"] for p in points}) == 4
     assert cli_bp.run(_args(tmp_path, shard="1/2")) == 0  # a rerun of a finished shard runs nothing
     assert len(ran) == 4
+
+
+def test_depth_sweep_gets_a_depth_plot(tmp_path):
+    """Three or more layer counts make `qldm bp` also plot variance against depth, one panel per design."""
+    from analysis.plots import plot_depth
+
+    argv = ["bp", "--design", "none,per-qubit", "--qubits", "2,3", "--layers", "1,2,4", "--samples", "12"]
+    argv += ["--bootstrap", "20", "--out", str(tmp_path / "d.json"), "--no-progress"]
+    args = build_parser(argv).parse_args(argv)
+    assert cli_bp.run(args) == 0
+    assert (tmp_path / "d_depth.png").stat().st_size > 1000
+    fig = plot_depth(StudyResult.load(tmp_path / "d.json"))
+    panels = fig.axes
+    assert [ax.get_title() for ax in panels] == ["none", "per-qubit"]
+    # one line per qubit count, each through the three depths
+    for ax in panels:
+        assert [list(c.lines[0].get_xdata()) for c in ax.containers] == [[1, 2, 4], [1, 2, 4]]

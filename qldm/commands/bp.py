@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from analysis.gradvar import DESIGNS
-    from analysis.plots import plot_variance
+    from analysis.plots import plot_depth, plot_variance
     from analysis.results import StudyResult
     from analysis.study import format_table, make_configs, run_study, shard
 
@@ -143,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
     png = out.with_suffix(".png")
     title = f"Gradient variance, O={args.observable}" + (f", noise {args.noise}" if args.noise else "")
     plot_variance(result, png, title=title)
+    if len({p["n_layers"] for p in result.points}) > 2:  # a depth sweep: variance against L, too
+        depth_png = out.with_name(out.stem + "_depth.png")
+        plot_depth(result, depth_png, title=title)
+        png = f"{png} and {depth_png}"
     print(format_table(result))
     if skipped:
         print(f"\n{len(skipped)} point(s) not run (budget spent or device too small): {', '.join(skipped)}")
