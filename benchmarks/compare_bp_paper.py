@@ -123,6 +123,7 @@ def paper_reference(grads: dict[Key, np.ndarray], source: dict, *, n_boot: int =
                 "ci_high": hi,
                 "published_variance": float(np.var(g)),  # their np.var, ddof 0: the value in their plots
                 "mean_grad": float(g.mean()),
+                "zero_gradients": int((np.abs(g) < 1e-12).sum()),  # an X-axis first gate leaves |+> alone: ~1/3
             }
         )
     setting = (

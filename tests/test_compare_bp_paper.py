@@ -73,6 +73,7 @@ def test_haar_limit_values():
 def test_paper_database_and_csv_load_like_their_schema(tmp_path):
     rng = np.random.default_rng(3)
     g0, g1 = rng.normal(0, 0.3, 100), rng.normal(0, 0.1, 100)
+    g0[:7] = 0.0  # exact zeros, as an X-axis first rotation gives
     db = tmp_path / "data.db"
     con = sqlite3.connect(db)  # the schema of their barren/setup_db.py, table 'single'
     con.execute(
@@ -93,6 +94,7 @@ def test_paper_database_and_csv_load_like_their_schema(tmp_path):
     assert base["variance"] == pytest.approx(np.var(g0, ddof=1), rel=1e-12)  # like ours: ddof 1
     assert base["published_variance"] == pytest.approx(np.var(g0), rel=1e-12)  # theirs: np.var, ddof 0
     assert base["ci_low"] < base["variance"] < base["ci_high"]
+    assert base["zero_gradients"] == 7
 
     path = tmp_path / "detail_data.csv"
     path.write_text("qubit,layer,gradients,modified\n" + f'2,5,"{json.dumps(g1.tolist())}",True\n')
