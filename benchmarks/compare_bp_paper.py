@@ -39,28 +39,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.gradvar import fit_slope, variance_ci  # noqa: E402
+from analysis.bp_compare import Z95, compare_points, compare_slopes, haar_variance  # noqa: E402
+from analysis.gradvar import variance_ci  # noqa: E402
 from analysis.results import StudyResult, utc_now  # noqa: E402
 
 PAPER_REPO = "utai-utai/barren_plateau"
 PAPER_COMMIT = "898de0f94248bce3d6f7e6d35158d9be7570f8db"  # their HEAD (2024-06-25), the one read here
 DESIGN_OF_MODIFIED = {0: "none", 1: "per-qubit"}
-Z95 = 1.96
 
 Key = tuple[str, int, int]  # (design, n_qubits, n_layers)
-
-
-def haar_variance(n_qubits: int | np.ndarray) -> float | np.ndarray:
-    """Var[d<Z0 Z1>/d theta_{1,1}] of the baseline when everything after the first rotation is a unitary 2-design.
-
-    With U Haar on d = 2**n dimensions and traceless A, O: E[Tr(A U'OU) ** 2] = Tr(A**2) Tr(O**2) / (d**2 - 1). Here
-    A = -(i/2)[V, rho], rho the first rotation applied to |+>^n, so Tr(A**2) = (1 - <V>**2) / 2: 0 for an X axis
-    (|+> is its eigenstate) and 1/2 for Y or Z; averaged over the axis 1/3. With Tr(O**2) = d this gives
-    d / (3 (d**2 - 1)): the deep-circuit limit, about 2**-n / 3 (checked by Monte Carlo with Haar unitaries: n = 2,
-    0.0903 against 0.0889; n = 3, 0.0425 against 0.0423, 20000 draws each).
-    """
-    d = 2.0 ** np.asarray(n_qubits, dtype=float)
-    return d / (3 * (d**2 - 1))
 
 
 def load_paper_gradients(path: str | Path) -> dict[Key, np.ndarray]:
@@ -204,74 +191,6 @@ def load_ours(paths: list[str | Path], observable: str = "z0z1") -> list[dict]:
     return list(by_key.values())
 
 
-def _log_sigma(low: float, high: float) -> float:
-    """Standard error of ln Var from a 95 % interval (the same reading as :func:`analysis.gradvar.fit_slope`)."""
-    return (np.log(high) - np.log(low)) / (2 * Z95) if low > 0 and high > 0 else float("nan")
-
-
-def compare_points(ours: list[dict], paper: list[dict]) -> list[dict]:
-    """One row per (design, n, L) present on both sides (see the module docstring for the columns)."""
-    theirs = {(p["design"], p["n_qubits"], p["n_layers"]): p for p in paper}
-    rows = []
-    for p in sorted(ours, key=lambda p: (p["design"], p["n_layers"], p["n_qubits"])):
-        q = theirs.get((p["design"], p["n_qubits"], p["n_layers"]))
-        if q is None:
-            continue
-        ratio = p["variance"] / q["variance"]
-        sigma = float(np.hypot(_log_sigma(p["ci_low"], p["ci_high"]), _log_sigma(q["ci_low"], q["ci_high"])))
-        rows.append(
-            {
-                "design": p["design"],
-                "n_qubits": p["n_qubits"],
-                "n_layers": p["n_layers"],
-                "ours": [p["variance"], p["ci_low"], p["ci_high"]],
-                "paper": [q["variance"], q["ci_low"], q["ci_high"]],
-                "ratio": ratio,
-                "ratio_ci": [ratio * np.exp(-Z95 * sigma), ratio * np.exp(Z95 * sigma)],
-                "paper_in_our_ci": bool(p["ci_low"] <= q["variance"] <= p["ci_high"]),
-                "z": float(np.log(ratio) / sigma) if sigma > 0 else float("nan"),
-                "ours_exact": bool(p.get("exact", True)),
-                "haar": float(haar_variance(p["n_qubits"])) if p["design"] == "none" else None,
-            }
-        )
-    return rows
-
-
-def _fit(n: list[int], triples: list[list[float]]) -> dict | None:
-    v, lo, hi = (np.array([t[k] for t in triples]) for k in range(3))
-    fit = fit_slope(np.array(n), v, lo, hi)
-    if fit is None:
-        return None
-    ok = v > 0
-    poly = float(np.polyfit(np.array(n)[ok], np.log(v[ok]), 1)[0]) if ok.sum() >= 2 else None
-    return {"slope": fit[0], "stderr": fit[1], "intercept": fit[2], "polyfit_slope": poly, "n": list(map(int, n))}
-
-
-def compare_slopes(rows: list[dict], min_points: int = 3) -> dict[str, dict]:
-    """Slopes of ln Var against n, ours and the paper's, over the same n, per ``design|L<layers>``.
-
-    Args:
-        rows: From :func:`compare_points`.
-        min_points: Fewest common n to fit.
-
-    Returns:
-        ``{"design|L": {"ours": fit, "paper": fit, "z": (ours - paper) / combined stderr}}``; each fit holds
-        ``slope``, ``stderr``, ``intercept``, ``polyfit_slope`` (unweighted, the paper's method) and ``n``.
-    """
-    out: dict[str, dict] = {}
-    for design, layers in sorted({(r["design"], r["n_layers"]) for r in rows}):
-        sel = [r for r in rows if r["design"] == design and r["n_layers"] == layers]
-        if len(sel) < min_points:
-            continue
-        n = [r["n_qubits"] for r in sel]
-        ours, paper = _fit(n, [r["ours"] for r in sel]), _fit(n, [r["paper"] for r in sel])
-        if ours and paper:
-            z = (ours["slope"] - paper["slope"]) / float(np.hypot(ours["stderr"], paper["stderr"]))
-            haar = float(np.polyfit(n, np.log(haar_variance(np.array(n))), 1)[0]) if design == "none" else None
-            out[f"{design}|L{layers}"] = {"ours": ours, "paper": paper, "z": z, "haar_slope": haar}
-    return out
-
-
 def format_report(rows: list[dict], slopes: dict[str, dict]) -> str:
     """The per-point table and the slopes as plain text."""
     head = (
@@ -287,15 +206,29 @@ def format_report(rows: list[dict], slopes: dict[str, dict]) -> str:
             f"{'yes' if r['paper_in_our_ci'] else 'NO':>5} {r['z']:>+5.1f}"
             + (f" {o[0] / r['haar']:>9.2f} {p[0] / r['haar']:>10.2f}" if r["haar"] else "")
         )
-    lines.append("\nslope of ln Var per qubit over the common n (weighted fit, ± 95 %; unweighted polyfit in brackets)")
+    lines.append(
+        "\nper series: slopes of ln Var per qubit over the common n (weighted fit ± 95 %; [unweighted polyfit]);"
+    )
+    lines.append("pooled ratio (inverse-variance mean of ln ratios, 95 %) and chi2 of the points against ratio 1")
     for key, s in slopes.items():
-        o, p = s["ours"], s["paper"]
-        lines.append(
-            f"  {key:>14}: ours {o['slope']:+.3f} ± {Z95 * o['stderr']:.3f} [{o['polyfit_slope']:+.3f}]   "
-            f"paper {p['slope']:+.3f} ± {Z95 * p['stderr']:.3f} [{p['polyfit_slope']:+.3f}]   z {s['z']:+.1f}   "
-            f"n = {o['n'][0]}..{o['n'][-1]} ({len(o['n'])} points)"
-            + (f"   Haar limit {s['haar_slope']:+.3f}" if s["haar_slope"] is not None else "")
-        )
+        o, p, pr = s["ours"], s["paper"], s["pooled"]
+        lines.append(f"  {key:>14} (n = {s['n'][0]}..{s['n'][-1]}, {len(s['n'])} points)")
+        if o:
+            lines.append(
+                f"{'':>18}slope ours {o['slope']:+.3f} ± {Z95 * o['stderr']:.3f} [{o['polyfit_slope']:+.3f}], paper "
+                f"{p['slope']:+.3f} ± {Z95 * p['stderr']:.3f} [{p['polyfit_slope']:+.3f}], z {s['z']:+.1f}"
+                + (f", 2-design limit {s['haar_slope']:+.3f}" if s["haar_slope"] is not None else "")
+            )
+        for name, q in (
+            ("ours/paper", pr),
+            ("ours/Haar", s.get("ours_vs_haar")),
+            ("paper/Haar", s.get("paper_vs_haar")),
+        ):
+            if q:
+                lines.append(
+                    f"{'':>18}{name:<10} {q['ratio']:.2f} [{q['ci'][0]:.2f}, {q['ci'][1]:.2f}], "
+                    f"chi2 {q['chi2']:.1f} / {q['dof']} (p = {q['p']:.2g})"
+                )
     lines.append("Haar: the deep-circuit (2-design) value d / (3 (d^2 - 1)), d = 2^n; only meaningful where L is large")
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis import bp_compare
 from analysis.results import StudyResult
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_bp_paper.py"
@@ -43,7 +44,7 @@ def _paper(qubits: list[int], factor: float, layers: int = 500) -> list[dict]:
 
 def test_ratio_interval_and_slopes_are_recovered():
     qubits = [2, 4, 6, 8, 10]
-    rows = cbp.compare_points(_ours(qubits).points, _paper(qubits, factor=2.0) + _paper([12], 2.0))
+    rows = bp_compare.compare_points(_ours(qubits).points, _paper(qubits, factor=2.0) + _paper([12], 2.0))
     assert [r["n_qubits"] for r in rows] == qubits  # n = 12 is only on the paper's side
     sigma = np.sqrt(2) * np.log(HI / LO) / (2 * 1.96)  # both log-widths in quadrature
     for r in rows:
@@ -51,23 +52,39 @@ def test_ratio_interval_and_slopes_are_recovered():
         assert r["ratio_ci"] == pytest.approx([2 * np.exp(-1.96 * sigma), 2 * np.exp(1.96 * sigma)], rel=1e-12)
         assert r["z"] == pytest.approx(np.log(2) / sigma, rel=1e-12)
         assert not r["paper_in_our_ci"]  # Var / 2 lies below Var * 0.8
-        assert r["haar"] == pytest.approx(float(cbp.haar_variance(r["n_qubits"])), rel=1e-15)
-    slopes = cbp.compare_slopes(rows)["none|L500"]
+        assert r["haar"] == pytest.approx(float(bp_compare.haar_variance(r["n_qubits"])), rel=1e-15)
+    slopes = bp_compare.compare_slopes(rows)["none|L500"]
     for side, shift in (("ours", 0.0), ("paper", -np.log(2))):
         assert slopes[side]["slope"] == pytest.approx(SLOPE, abs=1e-10)
         assert slopes[side]["polyfit_slope"] == pytest.approx(SLOPE, abs=1e-10)
         assert slopes[side]["intercept"] == pytest.approx(INTERCEPT + shift, abs=1e-10)
     assert slopes["z"] == pytest.approx(0.0, abs=1e-6)
 
-    inside = cbp.compare_points(_ours(qubits).points, _paper(qubits, factor=1.1))
+    inside = bp_compare.compare_points(_ours(qubits).points, _paper(qubits, factor=1.1))
     assert all(r["paper_in_our_ci"] for r in inside)  # 1 / 1.1 = 0.91 lies in [0.8, 1.25]
 
 
-def test_haar_limit_values():
-    assert cbp.haar_variance(2) == pytest.approx(4 / 45, rel=1e-15)  # d = 4: 4 / (3 * 15)
-    assert cbp.haar_variance(3) == pytest.approx(8 / 189, rel=1e-15)
-    slope = np.polyfit([10, 12, 14, 16], np.log(cbp.haar_variance(np.array([10, 12, 14, 16]))), 1)[0]
+def test_haar_limit_values_and_monte_carlo():
+    assert bp_compare.haar_variance(2) == pytest.approx(4 / 45, rel=1e-15)  # d = 4: 4 / (3 * 15)
+    slope = np.polyfit([10, 12, 14, 16], np.log(bp_compare.haar_variance(np.array([10, 12, 14, 16]))), 1)[0]
     assert slope == pytest.approx(-np.log(2), abs=1e-5)  # deep limit: 2**-n
+
+    # The formula against its definition: first rotation (random axis, angle) on |+>|+>, then a Haar unitary,
+    # d<Z0 Z1>/d theta = Tr(U'OU (-i/2)[V, rho]).
+    from scipy.stats import unitary_group
+
+    rng = np.random.default_rng(7)
+    paulis = [np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1.0, -1.0])]
+    obs, plus = np.kron(paulis[2], paulis[2]), np.full(4, 0.5)
+    grads = []
+    for u in unitary_group.rvs(4, size=4000, random_state=rng):
+        v = np.kron(paulis[rng.integers(3)], np.eye(2))
+        theta = rng.uniform(0, 2 * np.pi)
+        psi = (np.cos(theta / 2) * np.eye(4) - 1j * np.sin(theta / 2) * v) @ plus
+        rho = np.outer(psi, psi.conj())
+        grads.append((-0.5j * np.trace(u.conj().T @ obs @ u @ (v @ rho - rho @ v))).real)
+    # sample variance of 4000 draws: relative SE about sqrt((kurtosis - 1) / 4000) = 0.025; allow 4 SE
+    assert np.var(grads) == pytest.approx(bp_compare.haar_variance(2), rel=0.1)
 
 
 def test_paper_database_and_csv_load_like_their_schema(tmp_path):
