@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(rows, slopes))
     report = {
         "paper_source": paper["source"],
+        "paper_figures": {k: v for k, v in paper.get("published_figures", {}).items() if not k.startswith("proposed")},
         "ours": [str(x) for x in args.ours],
         "created": utc_now(),
         "variance": "ddof 1 on both sides; 95 % percentile bootstrap over circuits (analysis.gradvar.variance_ci)",
