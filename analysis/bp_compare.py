@@ -10,7 +10,7 @@ import numpy as np
 
 from analysis.gradvar import fit_slope
 
-__all__ = ["haar_variance", "compare_points", "compare_slopes"]
+__all__ = ["haar_variance", "compare_points", "compare_slopes", "against_haar"]
 
 Z95 = 1.96
 
@@ -111,4 +111,25 @@ def compare_slopes(rows: list[dict], min_points: int = 3) -> dict[str, dict]:
             entry["z"] = (ours["slope"] - paper["slope"]) / float(np.hypot(ours["stderr"], paper["stderr"]))
             if design == "none":
                 entry["haar_slope"] = float(np.polyfit(n, np.log(haar_variance(np.array(n))), 1)[0])
+    return out
+
+
+def against_haar(points: list[dict], max_n: int | None = None) -> dict[int, dict]:
+    """Baseline points of one side against the 2-design limit, per depth: the pooled ratio Var / limit (95 %) and
+    the chi-square of ln(Var / limit) over the points' own intervals (see :func:`_pooled`).
+
+    Args:
+        points: Points with ``design``, ``n_qubits``, ``n_layers``, ``variance``, ``ci_low``, ``ci_high``.
+        max_n: Use only ``n_qubits <= max_n`` (deep enough circuits for the limit to hold).
+
+    Returns:
+        ``{n_layers: pooled}`` for the ``"none"`` design.
+    """
+    out: dict[int, dict] = {}
+    for layers in sorted({p["n_layers"] for p in points if p["design"] == "none"}):
+        sel = [p for p in points if p["design"] == "none" and p["n_layers"] == layers]
+        sel = [p for p in sel if max_n is None or p["n_qubits"] <= max_n]
+        if sel:
+            lr = np.log([p["variance"] / haar_variance(p["n_qubits"]) for p in sel])
+            out[layers] = _pooled(lr, np.array([_log_sigma(p["ci_low"], p["ci_high"]) for p in sel]))
     return out

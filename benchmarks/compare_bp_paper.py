@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.bp_compare import Z95, compare_points, compare_slopes, haar_variance  # noqa: E402
+from analysis.bp_compare import Z95, against_haar, compare_points, compare_slopes, haar_variance  # noqa: E402
 from analysis.gradvar import variance_ci  # noqa: E402
 from analysis.results import StudyResult, utc_now  # noqa: E402
 
@@ -181,12 +181,12 @@ def published_figures(experiment_py: str | Path, points: list[dict]) -> dict:
     return out
 
 
-def load_ours(paths: list[str | Path], observable: str = "z0z1") -> list[dict]:
-    """Points of our study JSON files (later files replace earlier points with the same key)."""
+def load_ours(paths: list[str | Path], observable: str = "z0z1", seed: int = 0) -> list[dict]:
+    """Points of one master seed in our study JSON files (later files replace earlier points with the same key)."""
     by_key: dict[str, dict] = {}
     for path in paths:
         for p in StudyResult.load(path).points:
-            if p["observable"] == observable:
+            if p["observable"] == observable and p["seed"] == seed:
                 by_key[p["key"]] = p
     return list(by_key.values())
 
@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-reference", help="write the derived per-point reference JSON here (from a .db/.csv)")
     p.add_argument("--paper-figures", help="their barren/experiment.py: check the plotted lists against the data")
     p.add_argument("--ours", nargs="*", default=[], help="our study JSON files (qldm.bp/1)")
+    p.add_argument("--seed", type=int, default=0, help="which master seed of our files to compare")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bp_paper_comparison.json"))
     p.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "bp_paper_comparison.png"))
     p.add_argument("--plot-layers", default="", help="comma-separated depths for the variance-vs-n panel (all)")
@@ -316,9 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_reference:
         Path(args.write_reference).write_text(json.dumps(paper, indent=1) + "\n")
         print(f"wrote {args.write_reference} ({len(paper['points'])} points)")
+    print("the paper's baseline against the 2-design limit, per depth (n <= 12 | all n): pooled Var / limit, chi2")
+    haar = {"n<=12": against_haar(paper["points"], 12), "all n": against_haar(paper["points"])}
+    for L, q in haar["n<=12"].items():
+        a = haar["all n"][L]
+        print(
+            f"  L={L:>3}: {q['ratio']:.2f} [{q['ci'][0]:.2f}, {q['ci'][1]:.2f}] chi2 {q['chi2']:.1f}/{q['dof']} | "
+            f"{a['ratio']:.2f} [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}] chi2 {a['chi2']:.1f}/{a['dof']}"
+        )
     if not args.ours:
         return 0
-    rows = compare_points(load_ours(args.ours), paper["points"])
+    rows = compare_points(load_ours(args.ours, seed=args.seed), paper["points"])
     if not rows:
         print("no (design, n, L) point in common with the paper's data", file=sys.stderr)
         return 1
@@ -326,8 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(rows, slopes))
     report = {
         "paper_source": paper["source"],
+        "paper_vs_haar": haar,
         "paper_figures": {k: v for k, v in paper.get("published_figures", {}).items() if not k.startswith("proposed")},
         "ours": [str(x) for x in args.ours],
+        "seed": args.seed,
         "created": utc_now(),
         "variance": "ddof 1 on both sides; 95 % percentile bootstrap over circuits (analysis.gradvar.variance_ci)",
         "points": rows,

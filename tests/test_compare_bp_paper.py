@@ -154,3 +154,19 @@ def test_published_figure_lists_are_matched_to_the_data(tmp_path):
     assert out["ex2_2_per-qubit_equal_to_db"] == [3, 4]  # 0.0025 differs from the database's 0.002
     assert out["ex2_1_none_layers"] == [500] and out["ex2_1_proposed_layers"] == [5]
     assert out["ex2_1_none_polyfit_slope"] == pytest.approx(np.log(0.02 / 0.08) / 2, rel=1e-12)
+
+
+def test_against_haar_pools_the_log_ratio():
+    pts = []
+    for n in (2, 4, 6, 8):
+        v = 1.2 * float(bp_compare.haar_variance(n))
+        pts.append(
+            {"design": "none", "n_qubits": n, "n_layers": 300, "variance": v, "ci_low": LO * v, "ci_high": HI * v}
+        )
+    pts.append({**pts[0], "design": "per-qubit"})  # ignored: the limit is the baseline's
+    out = bp_compare.against_haar(pts, max_n=6)
+    sigma = np.log(HI / LO) / (2 * 1.96)
+    assert list(out) == [300] and out[300]["dof"] == 3
+    assert out[300]["ratio"] == pytest.approx(1.2, rel=1e-12)
+    assert out[300]["chi2"] == pytest.approx(3 * (np.log(1.2) / sigma) ** 2, rel=1e-12)
+    assert out[300]["ci"] == pytest.approx(1.2 * np.exp(np.array([-1.96, 1.96]) * sigma / np.sqrt(3)), rel=1e-12)
