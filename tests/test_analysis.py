@@ -228,7 +228,7 @@ def test_depth_sweep_gets_a_depth_plot(tmp_path):
     """Three or more layer counts make `qldm bp` also plot variance against depth, one panel per design."""
     from analysis.plots import plot_depth
 
-    argv = ["bp", "--design", "none,per-qubit", "--qubits", "2,3", "--layers", "1,2,4", "--samples", "12"]
+    argv = ["bp", "--design", "none,per-qubit", "--qubits", "2,3", "--layers", "2,3,5", "--samples", "12"]
     argv += ["--bootstrap", "20", "--out", str(tmp_path / "d.json"), "--no-progress"]
     args = build_parser(argv).parse_args(argv)
     assert cli_bp.run(args) == 0
@@ -238,4 +238,4 @@ def test_depth_sweep_gets_a_depth_plot(tmp_path):
     assert [ax.get_title() for ax in panels] == ["none", "per-qubit"]
     # one line per qubit count, each through the three depths
     for ax in panels:
-        assert [list(c.lines[0].get_xdata()) for c in ax.containers] == [[1, 2, 4], [1, 2, 4]]
+        assert [list(c.lines[0].get_xdata()) for c in ax.containers] == [[2, 3, 5], [2, 3, 5]]
