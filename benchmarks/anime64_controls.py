@@ -113,6 +113,7 @@ def _run_row(folder: Path) -> dict | None:
         "acc": gen["acc_pooled"],
         "acc_k": gen["acc_pooled_k"],
         "acc_n": gen["acc_pooled_n"],
+        "sets": {"fid": gen["fid_values"], "hf": gen["hf_values"], "acc": gen.get("acc_values", [])},
         "real_fid": float(np.mean(real["fid_values"])),
         "real_hf": float(np.mean(real["hf_values"])),
         "final_loss": float(np.mean([m["loss"] for m in steps[-10:]])),
@@ -244,10 +245,12 @@ def _plot(rows: list[dict], table: list[dict], path: Path) -> None:
     ):
         ax = axes[i]
         for j, e in enumerate(table):
+            for r in (r for r in rows if r["group"] == e["group"]):  # sampling seeds: the noise within one model
+                ax.scatter([j - 0.15] * len(r["sets"][metric]), r["sets"][metric], marker="x", s=12, color="0.5")
             ax.scatter([j] * len(e[f"{metric}_values"]), e[f"{metric}_values"], color=colours[e["group"]])
             ax.errorbar([j + 0.15], [e[metric]], yerr=[[e[f"{metric}_ci"] or 0]], fmt="s", color="k", capsize=4)
         ax.set_xticks(range(len(table)), [e["label"] for e in table], rotation=15, fontsize=8)
-        ax.set_title(title + " (dots: training seeds)")
+        ax.set_title(title + " (dots: training seeds, x: sampling seeds)", fontsize=9)
     for r in rows:
         for lam in r["lambda"].values():
             axes[3].plot(r["steps"], lam, color=colours[r["group"]], alpha=0.8, label=r["run"])
