@@ -239,7 +239,7 @@ def _plot(rows: list[dict], table: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 5, figsize=(22, 4))
-    colours = {"q": "tab:purple", "c": "tab:gray", "m": "tab:orange"}
+    colours = {"q": "tab:purple", "c": "tab:gray", "m": "tab:orange", "l": "tab:green", "s": "tab:blue", "g": "tab:red"}
     for i, (metric, title) in enumerate(
         [("fid", "FID vs held-out"), ("hf", "HF energy ratio"), ("acc", "hair colour")]
     ):
