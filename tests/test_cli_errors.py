@@ -117,7 +117,11 @@ CASES: list[tuple[list[str], str]] = [
     (["evaluate", "--run", "{run}", "--n", "1", "--out", "{tmp}/e"], "--n: must be >= 2"),
     (["evaluate", "--run", "{run}", "--hf-cutoff", "0", "--out", "{tmp}/e"], "--hf-cutoff: must be > 0"),
     (["evaluate", "--run", "{run}", "--guidance", "inf", "--out", "{tmp}/e"], "must be a finite number"),
-    (["evaluate", "--run", "{run}", "--seeds", "a,b", "--out", "{tmp}/e"], "--seeds must be comma-separated"),
+    (
+        ["evaluate", "--run", "{run}", "--seeds", "a,b", "--out", "{tmp}/e"],
+        "--seeds: expected comma-separated integers",
+    ),
+    (["evaluate", "--run", "{run}", "--seeds", "0,0", "--out", "{tmp}/e"], "--seeds: expected distinct integers >= 0"),
     (["evaluate", "--out", "{tmp}/e"], "give at least one --run or --images"),
     (["evaluate", "--run", "{run}", "--n", "2", "--seeds", "0", "--out", "{tmp}/e"], "safetensors"),
     (["evaluate", "--images", "{tmp}/missing", "--out", "{tmp}/e"], "is not a folder"),

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import finite_float, int_at_least, out_parent, positive_int, progress_parent, unit_float
+from qldm.commands.common import (
+    finite_float,
+    int_at_least,
+    out_parent,
+    positive_int,
+    progress_parent,
+    seed_list,
+    unit_float,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,16 +57,6 @@ def _summary(values: list) -> object:
     return distinct[0] if len(distinct) == 1 else distinct
 
 
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds needs at least one seed and no repeats, got {text!r}")
-    return seeds
-
-
 def run(args: argparse.Namespace) -> int:
     import hashlib
     import platform
@@ -83,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.run and not args.images:
         raise ValueError("give at least one --run or --images folder")
-    seeds = _parse_seeds(args.seeds)
+    try:
+        seeds = seed_list(args.seeds)  # parsed here, not as an argparse type, so main() returns 2 instead of exiting
+    except argparse.ArgumentTypeError as err:  # not a ValueError: name the option as argparse would
+        raise ValueError(f"--seeds: {err}") from None
     for folder in args.images:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"--images {folder} is not a folder")
