@@ -25,37 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _machine import machine_info  # benchmarks/ is sys.path[0] when this file runs as a script
 
 STAGES = ("data", "vae", "latents", "text", "denoiser", "sampling", "checkpoints", "export")
-
-
-def _machine(threads: int) -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    git = {"capture_output": True, "text": True, "cwd": Path(__file__).resolve().parents[1]}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], **git).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], **git).stdout.strip())
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "torch": torch.__version__,
-        "commit": commit,
-        "dirty": dirty,
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _counts(cfg, n_images: int) -> dict:
@@ -135,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     load.append(os.getloadavg())
     timings, cpu = dict(result.timings), dict(result.cpu_timings)
     report = {
-        "machine": _machine(torch.get_num_threads()),
+        # the load is recorded around the run below, not inside "machine"
+        "machine": {k: v for k, v in machine_info(torch.get_num_threads()).items() if k != "load_avg"},
         "load_avg": {"start": load[0], "end": load[1]},
         "preset": args.preset,
         "overrides": args.overrides,

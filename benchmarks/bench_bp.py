@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import git_commit  # benchmarks/ is sys.path[0] when this file runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = {"ex2_1": (500,), "depth": (5, 10, 20, 50, 100, 150, 200, 250, 300, 400, 500)}
 
@@ -95,14 +97,6 @@ def time_point(cfg, layers: int) -> tuple[float, float]:
     t, c = time.perf_counter(), time.process_time()
     sample_gradients(PointConfig(**{**cfg.__dict__, "n_layers": layers}))
     return time.perf_counter() - t, time.process_time() - c
-
-
-def commit(root: str) -> str:
-    """The git commit of ``root`` (``"unknown"`` outside a git checkout), so a report names the code it timed."""
-    import subprocess
-
-    run = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return run.stdout.strip() if run.returncode == 0 else "unknown"
 
 
 def two_core_makespan(costs: list[float]) -> float:
@@ -242,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "study": args.study,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "engine_root": str(Path(args.root).resolve()),
-        "commit": commit(args.root),
+        "commit": git_commit(args.root) or "unknown",  # the commit of the code timed, which may be another checkout
         "load_avg_start": load_start,
         "load_avg_end": os.getloadavg(),
         "cpu_share": cpu / wall,  # this process's CPU seconds per wall second: the load it ran under

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 import warnings
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import machine_info  # benchmarks/ is sys.path[0] when this file runs as a script
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.circuit.library import (
@@ -180,15 +179,8 @@ def run_case(name, qc, inputs, weights, obs, *, batch: int, ref_batch: int, targ
     return row
 
 
-def machine(threads: int) -> dict:
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
+def machine(info: dict) -> dict:
+    """The JSON's ``machine`` record: ``info`` (from ``machine_info``) and the versions of the compared stacks."""
     versions = {}
     for mod in ("qiskit", "qiskit_machine_learning", "pennylane"):
         try:
@@ -196,12 +188,9 @@ def machine(threads: int) -> dict:
         except ImportError:
             versions[mod] = None
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": threads,
-        "torch": torch.__version__,
+        **{k: info[k] for k in ("cpu", "cores", "threads", "torch")},
         **versions,
-        "load_avg": os.getloadavg(),
+        "load_avg": info["load_avg"],
     }
 
 
@@ -256,10 +245,10 @@ def main() -> None:
         if has_pl:
             line += f" {r['pennylane']['samples_per_s']:,.0f} | {r['fast_over_pennylane']:,.1f}× |"
         print(line)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    info = machine_info(args.threads)
     out = {
-        "machine": {**machine(args.threads), "load_avg_before": load_before},
-        "commit": commit,
+        "machine": {**machine(info), "load_avg_before": load_before},
+        "commit": info["commit"],
         "settings": {"batch": args.batch, "ref_batch": args.ref_batch, "target_s": args.target_s, "dtype": "float64"},
         "rows": rows,
     }

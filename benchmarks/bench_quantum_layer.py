@@ -46,6 +46,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import machine_info  # benchmarks/ is sys.path[0] when this file runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "quantum_layer.json"
 SIZES = (4, 8, 12, 16, 32)
@@ -71,30 +73,18 @@ _BRANCH_K_NAMES = ("k", "K", "num_branches", "branches", "n_branches", "num_samp
 
 # ================================================================================================ parent
 def _machine_info(threads: int) -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
     versions = {}
     for mod in ("torch", "numpy", "qiskit", "qiskit_aer", "qiskit_machine_learning", "opt_einsum", "quimb"):
         try:
             versions[mod] = importlib.import_module(mod).__version__
         except Exception:  # noqa: BLE001 - optional packages may be absent or broken
             versions[mod] = None
-    try:
-        git = {"cwd": ROOT, "capture_output": True, "text": True}
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], **git).stdout)
-    except OSError:
-        commit, dirty = None, None
+    info = machine_info(threads, short_commit=False)
     return {
-        "cpu_model": cpu, "logical_cores": os.cpu_count(), "threads": threads,
+        "cpu_model": info["cpu"], "logical_cores": info["cores"], "threads": threads,
         "python": platform.python_version(), "platform": platform.platform(),
-        "versions": versions, "git_commit": commit, "git_dirty": dirty,
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_avg_at_start": os.getloadavg(),
+        "versions": versions, "git_commit": info["commit"], "git_dirty": info["dirty"],
+        "date_utc": info["date_utc"], "load_avg_at_start": info["load_avg"],
     }  # fmt: skip
 
 

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+from _machine import machine_info  # benchmarks/ is sys.path[0] when this file runs as a script
 
 
 def _peak_rss_mib() -> float:
@@ -126,26 +124,14 @@ def main() -> None:
         q = next(r for r in rows if r["preset"] == preset and r["model"] == "quantum")
         c = next(r for r in rows if r["preset"] == preset and r["model"] == "classical")
         print(f"| {preset} | {q['step_s_median'] * 1e3:.1f} | {c['step_s_median'] * 1e3:.1f} | {ratios[preset]:.2f} |")
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    info = machine_info(args.threads)
     out = {
         "machine": {
-            "cpu": cpu,
-            "cores": os.cpu_count(),
-            "threads": args.threads,
-            "torch": torch.__version__,
-            "load_avg": os.getloadavg(),
+            **{k: info[k] for k in ("cpu", "cores", "threads", "torch", "load_avg")},
             "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
         },
         "overrides": args.overrides,
-        "commit": commit,
+        "commit": info["commit"],
         "rows": rows,
         "ratio_quantum_over_classical": ratios,
     }

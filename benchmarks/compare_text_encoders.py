@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import git_commit  # benchmarks/ is sys.path[0] when this file runs as a script
+
 ENCODERS = {
     "tiny-t5": ["--set", "model.text_encoder=tiny", "--set", "model.text_dim=64"],
     "minilm": ["--set", "model.text_encoder=minilm", "--set", "model.text_dim=384"],
@@ -65,12 +67,11 @@ def main() -> int:
     for name, extra in ENCODERS.items():
         rec = run_demo(Path(args.runs) / name, extra, common)
         results[name] = {k: rec.get(k) for k in KEYS}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = {
         "what": "qldm demo (tiny preset) with each text encoder; identical settings otherwise",
         "settings": {"preset": "tiny", "overrides": common, "encoders": ENCODERS},
         "results": results,
-        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "commit": commit},
+        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "commit": git_commit(short=False)},
         "date": time.strftime("%Y-%m-%d"),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
