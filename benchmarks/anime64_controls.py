@@ -143,10 +143,11 @@ def _ablation(path: Path) -> dict | None:
 
 
 def _t_ci(values: list[float]) -> tuple[float, float | None]:
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), None
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    """``qldm.eval.report.mean_ci`` with None (not nan) for the interval of a single value, for the JSON and tables."""
+    from qldm.eval.report import mean_ci
+
+    mean, ci = mean_ci(values)
+    return mean, None if np.isnan(ci) else ci
 
 
 def summarize(results: Path) -> dict:

@@ -137,9 +137,10 @@ def grad_norms(unet: torch.nn.Module) -> dict[str, float]:
     lambdas), ``classical`` (the rest). ``grad_share/circuit`` = |g_circuit|² / |g|², the fraction of the update's
     squared size that the circuit gets; clipping rescales every group alike, so it does not change the share.
     """
+    from qldm.models.hybridize import parameter_groups
     from qldm.qffn import QuantumFeedForward
 
-    groups = unet.parameter_groups() if hasattr(unet, "parameter_groups") else {"classical": list(unet.parameters())}
+    groups = parameter_groups(unet)
     circuit = [p for m in unet.modules() if isinstance(m, QuantumFeedForward) for p in m.quantum.parameters()]
 
     def sq(params) -> float:
