@@ -9,7 +9,7 @@ import torch
 
 from qldm.cli import main
 from qldm.eval import gaussian_blur
-from qldm.eval.report import mean_ci
+from qldm.eval.report import mean_ci, welch_diff
 from qldm.eval.sources import evaluation_prompts, load_image_set, reference_images, save_image_set
 
 N = 44
@@ -30,6 +30,20 @@ def test_mean_ci_uses_student_t():
     mean, half = mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.302653 * 1.0 / 3**0.5, rel=1e-6)
     assert mean_ci([5.0])[1] != mean_ci([5.0])[1]  # NaN: one value has no interval
+
+
+def test_welch_diff_matches_the_welch_satterthwaite_formula():
+    from scipy import stats
+
+    a, b = [1.0, 2.0, 3.0], [2.0, 4.0, 6.0, 8.0]
+    va, vb = 1.0 / 3, (20 / 3) / 4  # sample variance / n
+    se, df = (va + vb) ** 0.5, (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)  # df = 4.0755
+    got = welch_diff(a, b)
+    assert got["delta"] == -3.0
+    half = stats.t.ppf(0.975, df) * se
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((-3.0 - half, -3.0 + half), rel=1e-12)
+    assert got["p"] == pytest.approx(2 * stats.t.sf(3.0 / se, df), rel=1e-12)
+    assert welch_diff([1.0], b) is None and welch_diff(a, [2.0]) is None  # one value: no comparison
 
 
 def test_image_set_round_trips_through_png(tmp_path):

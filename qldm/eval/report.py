@@ -118,6 +118,30 @@ def mean_ci(values: list[float] | np.ndarray) -> tuple[float, float]:
     return float(v.mean()), float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
 
 
+def welch_diff(a: list[float] | np.ndarray, b: list[float] | np.ndarray) -> dict[str, float] | None:
+    """Welch's unequal-variance comparison of two samples: ``mean(a) - mean(b)`` with its 95% interval and p-value.
+
+    Args:
+        a: First sample, shape ``(n_a,)``.
+        b: Second sample, shape ``(n_b,)``.
+
+    Returns:
+        ``{"delta", "ci_low", "ci_high", "p"}`` (Welch-Satterthwaite degrees of freedom), or None if either sample has
+        fewer than 2 values.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size < 2 or b.size < 2:
+        return None
+    res = stats.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    return {
+        "delta": float(a.mean() - b.mean()),
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "p": float(res.pvalue),
+    }
+
+
 def _order(label: str) -> tuple[int, str]:
     if label == REAL_LABEL:
         return (-1, label)
@@ -171,7 +195,7 @@ def aggregate(sets: list[SetMetrics]) -> list[dict[str, Any]]:
         for key in ("fid", "hf"):
             a, b = row[f"{key}_values"], ref[f"{key}_values"] if ref else []
             ok = ref is not None and ref is not row and row["label"] != REAL_LABEL and len(a) > 1 and len(b) > 1
-            row[f"{key}_p_vs_quantum"] = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if ok else None
+            row[f"{key}_p_vs_quantum"] = welch_diff(a, b)["p"] if ok else None
     return rows
 
 
