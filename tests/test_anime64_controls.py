@@ -72,6 +72,13 @@ def test_summary_groups_over_training_seeds_with_welch_differences(results):
     half = stats.t.ppf(0.975, df) * (va + vb) ** 0.5
     assert vs["delta"] == pytest.approx(51.0 - 140 / 3)
     assert (vs["ci_low"], vs["ci_high"]) == pytest.approx((vs["delta"] - half, vs["delta"] + half), rel=1e-10)
+    # paired by training seed: c0 - q0 = 3, c1 - q1 = 6 (q2 has no partner)
+    pv = c["paired_vs_quantum"]
+    assert pv["pairs"] == ["c0-q0", "c1-q1"] and pv["fid"]["values"] == [3.0, 6.0]
+    half = stats.t.ppf(0.975, 1) * np.std([3.0, 6.0], ddof=1) / 2**0.5
+    assert (pv["fid"]["ci_low"], pv["fid"]["ci_high"]) == pytest.approx((4.5 - half, 4.5 + half), rel=1e-12)
+    assert pv["fid"]["p"] == pytest.approx(2 * stats.t.sf(4.5 / (np.std([3.0, 6.0], ddof=1) / 2**0.5), 1), rel=1e-10)
+    assert q["paired_vs_quantum"] is None
     # hair colour pooled over every image of the group, with a Wilson interval
     k = sum(sum(RUNS[r][2]) for r in ("q0", "q1", "q2"))
     assert q["acc_pooled"] == pytest.approx(k / 900)
@@ -84,7 +91,7 @@ def test_summary_groups_over_training_seeds_with_welch_differences(results):
     assert q0["output_spread"] == {"std_before": [0.4, 0.6], "std_after": [1e-3, 1e-2]}
     md = (results / "summary.md").read_text()
     assert "| classical FFN, matched params | 2 | 51.00 ± " in md and f"{vs['delta']:+.2f} [" in md
-    assert "| q0 | lambda0 | +0.0001 [+0, +0.0002]" in md
+    assert "| q0 | lambda0 | +0.0001 [+0, +0.0002]" in md and "| c0-q0, c1-q1 | +4.50 [" in md
     assert json.loads((results / "summary.json").read_text())["groups"][1]["fid_values"] == c_fid
     assert (results / "controls.png").stat().st_size > 10_000
 
