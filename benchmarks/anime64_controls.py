@@ -162,9 +162,10 @@ def _paired(rows: list[dict], group: str) -> dict | None:
     out: dict = {"pairs": [f"{a['run']}-{b['run']}" for a, b in pairs]}
     for m in ("fid", "hf", "acc"):
         diff = [a[m] - b[m] for a, b in pairs]
-        mean, ci = _t_ci(diff)
-        p = stats.ttest_rel([a[m] for a, _ in pairs], [b[m] for _, b in pairs]).pvalue
-        out[m] = {"delta": mean, "ci_low": mean - ci, "ci_high": mean + ci, "p": float(p), "values": diff}
+        res = stats.ttest_1samp(diff, 0.0)  # the paired t-test: its interval and p in one call
+        ci = res.confidence_interval(0.95)
+        out[m] = {"delta": float(np.mean(diff)), "ci_low": float(ci.low), "ci_high": float(ci.high)}
+        out[m] |= {"p": float(res.pvalue), "values": diff}
     return out
 
 
