@@ -79,15 +79,15 @@ def feature_maps(
             h.remove()
     out = []
     for name, m in mods:
-        x = caught[name][:1]  # (1, T, d)
-        side = int(math.isqrt(x.shape[1]))
-        if side * side != x.shape[1]:
-            raise ValueError(f"{name}: {x.shape[1]} tokens do not form a square map")
+        x = caught[name][:1]  # (1, T, d) tokens, or (1, C, H, W) for a quanvolution
         with torch.no_grad():
             a, b = m.quantum_branch(x)  # (1, T, n) each
+        side = int(math.isqrt(a.shape[1]))
+        if side * side != a.shape[1]:
+            raise ValueError(f"{name}: {a.shape[1]} tokens do not form a square map")
         before = a[0].T.reshape(-1, side, side).float().numpy()  # (n, h, w)
         after = b[0].T.reshape(-1, side, side).float().numpy()  # (n, h, w)
-        gate = float(m.gate.detach()) if torch.is_tensor(m.gate) else float(m.gate)
+        gate = 1.0 if m.gate is None else float(m.gate.detach())  # a slot without lambda enters with weight 1
         out.append(BlockFeatures(name, before, after, gate))
     return out
 

@@ -41,8 +41,8 @@ class GradFlowRecorder:
                     "quantum": self._norm(m.quantum.parameters()),
                     "pre_post": self._norm(list(m.pre.parameters()) + list(m.post.parameters())),
                     "gate": self._norm([gate]) if gate is not None else 0.0,
-                    "classical": self._norm(m.ffn.parameters()),
-                    "lam": float(m.gate.detach()),
+                    "classical": self._norm(m.ffn.parameters()) if getattr(m, "ffn", None) is not None else 0.0,
+                    "lam": 1.0 if m.gate is None else float(m.gate.detach()),  # no lambda: the branch enters whole
                 }
             )
 

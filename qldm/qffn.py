@@ -1,7 +1,15 @@
-"""The quantum feed-forward layer (Q-FFN): ``y = FFN(x) + lambda * post(Q(atan(pre(x))))``, and its config.
+"""The quantum feed-forward layer (Q-FFN) and its config.
 
-The classical FFN and the quantum branch run in parallel on the same (already layer-normed) tokens, as in the
-original design. The arctan is the circuit's own encoding (``RY(atan(x_i))``), so ``pre`` hands raw features to Q.
+Two modes. ``parallel`` is the seed's design, ``y = FFN(x) + lambda * post(Q(atan(pre(x))))``: the classical FFN
+and the quantum branch run side by side on the same (already layer-normed) tokens. ``quantum-only`` puts the circuit
+on the critical path, ``y = post(Q(atan(pre(x))))``: no classical FFN beside it and no lambda. The arctan is the
+circuit's own encoding (``RY(atan(x_i))``), so ``pre`` hands raw features to Q.
+
+Every slot that holds a circuit (this FFN, the quanvolution of :mod:`qldm.quanv`) is a :class:`CircuitSlot`:
+``pre -> core -> post``, where the n -> n core is the circuit or one of its twins (``QFFNConfig.branch``): the
+classical twin (an n -> n tanh MLP with as many parameters as the built circuit layer) or the no-circuit twin (the
+encoding's nonlinearity alone, ``atan``). So "quantum against classical of the same place and size" and "does the
+circuit add anything beyond a nonlinearity" are each one config switch.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from qldm.quantum.executor import Executor
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.registry import EXECUTORS, make_executor
 
-__all__ = ["QFFNConfig", "QuantumFeedForward"]
+__all__ = ["QFFNConfig", "QuantumFeedForward", "CircuitSlot", "ClassicalTwin", "make_core", "twin_shape"]
 
 # constructor keyword of each executor -> the QFFNConfig field that sets it (the one place they are mapped)
 _EXECUTOR_OPTIONS: dict[str, dict[str, str]] = {
@@ -39,9 +47,13 @@ class QFFNConfig:
         n_layers: Circuit layers (see ``circuits.qffn_circuit``).
         ancillas: Ancilla mode of the circuit (``"per-qubit"``, ``"shared"``, ``"none"``).
         readout: ``"ring"`` (original) or ``"local"``.
-        branch: Ablation controls that isolate the circuit. ``"quantum"`` (the model), ``"mlp"`` (Q replaced by a
-            classical n -> n tanh MLP with about as many parameters as the circuit), ``"shuffled"`` (the circuit's
-            outputs permuted across tokens, which keeps their distribution but breaks the token correspondence).
+        mode: ``"parallel"`` (the seed's design: classical FFN plus lambda times the branch) or ``"quantum-only"``
+            (the block's FFN is the branch alone, ``post(Q(atan(pre(x))))``, with no lambda).
+        branch: What fills the n -> n core. ``"quantum"`` (the circuit), ``"mlp"`` (the classical twin: an n -> n
+            tanh MLP with as many parameters as the built circuit layer, see :func:`twin_shape`), ``"nocircuit"``
+            (the no-circuit twin: ``atan(pre(x))`` straight into ``post``, the encoding's nonlinearity alone),
+            ``"shuffled"`` (the circuit's outputs permuted across tokens, which keeps their distribution but breaks
+            the token correspondence).
         gate_init: Initial lambda (0.1, as the original).
         gate_trainable: If False, lambda is a fixed buffer (``gate_init=0`` then gives the "lambda = 0" control).
         weight_init: Circuit weight initialisation (see :class:`QuantumLayer`).
@@ -58,7 +70,8 @@ class QFFNConfig:
     n_layers: int = bounded(2, ge=1)
     ancillas: AncillaMode = "per-qubit"
     readout: Readout = "ring"
-    branch: Literal["quantum", "mlp", "shuffled"] = "quantum"
+    mode: Literal["parallel", "quantum-only"] = "parallel"
+    branch: Literal["quantum", "mlp", "nocircuit", "shuffled"] = "quantum"
     gate_init: float = 0.1
     gate_trainable: bool = True
     weight_init: Literal["uniform", "small"] = "uniform"
@@ -70,8 +83,13 @@ class QFFNConfig:
 
     @property
     def uses_circuit(self) -> bool:
-        """Whether a circuit runs (the ``mlp`` control replaces it)."""
-        return self.branch != "mlp"
+        """Whether a circuit runs (the ``mlp`` and ``nocircuit`` twins replace it)."""
+        return self.branch in ("quantum", "shuffled")
+
+    @property
+    def has_gate(self) -> bool:
+        """Whether a lambda scales the branch (only beside a classical FFN, ``mode="parallel"``)."""
+        return self.mode == "parallel"
 
     def spec(self) -> CircuitSpec:
         """The circuit this config describes."""
@@ -119,19 +137,121 @@ class QFFNConfig:
         return self
 
 
-class QuantumFeedForward(nn.Module):
-    """Feed-forward block with a parallel quantum branch gated by a learnable scalar.
+def twin_shape(n: int, target: int) -> tuple[int, bool, bool]:
+    """Hidden width and biases of the n -> h -> n classical twin whose parameter count is closest to ``target``.
+
+    The count is ``2 n h + h * hidden_bias + n * out_bias``; bias flags give the fine steps that whole hidden units
+    cannot (a 16-qubit, 2-layer circuit's 96 weights are matched exactly by ``h = 3`` without biases).
+
+    Returns:
+        ``(h, hidden_bias, out_bias)``.
+
+    Raises:
+        ValueError: If ``n`` or ``target`` is not positive.
+    """
+    if n < 1 or target < 1:
+        raise ValueError(f"twin_shape needs n >= 1 and target >= 1, got n={n}, target={target}")
+    candidates = [(h, hb, ob) for h in range(1, target // (2 * n) + 2) for hb in (False, True) for ob in (False, True)]
+    return min(candidates, key=lambda c: (abs(2 * n * c[0] + c[0] * c[1] + n * c[2] - target), -c[1] - c[2]))
+
+
+class ClassicalTwin(nn.Sequential):
+    """The classical twin of an n-qubit circuit: ``tanh(W2 tanh(W1 z + b1) + b2)``, outputs in (-1, 1) like <Z>.
+
+    Args:
+        n: Inputs and outputs (the circuit's data qubits).
+        target: Parameters to match (counted on the built circuit layer).
+    """
+
+    def __init__(self, n: int, *, target: int) -> None:
+        h, hidden_bias, out_bias = twin_shape(n, target)
+        super().__init__(nn.Linear(n, h, bias=hidden_bias), nn.Tanh(), nn.Linear(h, n, bias=out_bias), nn.Tanh())
+
+
+class _Atan(nn.Module):
+    """The no-circuit twin: the encoding's nonlinearity alone (the circuit's ``RY(atan x)`` without the circuit)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.atan(z)  # (..., n)
+
+
+def make_core(config: QFFNConfig, executor: Executor | None = None) -> nn.Module:
+    """The n -> n core that ``config.branch`` names: the circuit layer, its classical twin or the no-circuit twin.
+
+    The classical twin's width comes from counting the parameters of the circuit layer that ``config`` builds.
+
+    Raises:
+        ValueError: On an invalid config, or an executor that cannot run the circuit.
+    """
+    spec = config.spec()
+    if config.branch == "nocircuit":
+        return _Atan()
+    if config.branch == "mlp":
+        # the circuit layer's trainable parameters are its weight vector (counted on the spec, no executor built)
+        return ClassicalTwin(config.n_qubits, target=spec.num_weights)
+    executor = config.make_executor() if executor is None else executor
+    return QuantumLayer(spec, executor=executor, init=config.weight_init)
+
+
+class CircuitSlot(nn.Module):
+    """A place in a model that holds a circuit (or one of its twins): ``pre -> core -> post``.
+
+    Subclasses build ``pre`` and ``post`` for their own shapes. ``core`` maps ``(..., L, n) -> (..., L, n)`` over the
+    L tokens (or patches) of each image, which is where inference ablations hook in (:mod:`qldm.eval.ablation`).
+
+    Attributes:
+        config: The :class:`QFFNConfig` of the core.
+        quantum: The core (a :class:`QuantumLayer`, :class:`ClassicalTwin` or the ``atan`` twin).
+        branch: ``config.branch``.
+    """
+
+    config: QFFNConfig
+    quantum: nn.Module
+    branch: str
+
+    def _init_core(self, config: QFFNConfig, executor: Executor | None) -> None:
+        config.validate(check_executor=False)
+        self.config, self.branch = config, config.branch
+        self.quantum = make_core(config, executor)
+
+    @property
+    def circuit(self) -> QuantumLayer | None:
+        """The circuit layer, or None for a twin."""
+        return self.quantum if isinstance(self.quantum, QuantumLayer) else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The core's inputs ``(B, L, n)`` for the slot's input ``x`` (``pre`` in token layout)."""
+        raise NotImplementedError
+
+    def quantum_branch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(pre(x), Q(pre(x)))`` in token layout for feature-map analysis, shapes ``(B, L, n)`` each."""
+        z = self.features(x)
+        return z, self._q(z)
+
+    def _q(self, z: torch.Tensor) -> torch.Tensor:
+        q = self.quantum(z)  # (..., n)
+        if self.branch == "shuffled":
+            flat = q.reshape(-1, q.shape[-1])  # (T, n)
+            perm = torch.randperm(flat.shape[0], device=flat.device)  # global RNG: checkpoint-safe
+            q = flat[perm].reshape(q.shape)
+        return q
+
+
+class QuantumFeedForward(CircuitSlot):
+    """Feed-forward block with a quantum branch: beside a classical FFN (``parallel``) or alone (``quantum-only``).
 
     Args:
         d_model: Token width d.
-        config: The Q-FFN settings (circuit, branch, gate, weight init).
+        config: The Q-FFN settings (mode, circuit, branch, gate, weight init).
         executor: Runs the circuit; None builds the one ``config`` names. A U-Net passes one instance to all
-            its blocks. Unused by the ``mlp`` branch.
+            its blocks. Unused by the twins.
         ff_mult: Hidden width multiplier of the FFN and of ``post``.
         dropout: Dropout after the FFN's activation.
 
     Attributes:
-        gate: Scalar lambda, an ``nn.Parameter`` (or a buffer when ``config.gate_trainable`` is False).
+        ffn: The classical FFN (None in ``quantum-only`` mode).
+        gate: Scalar lambda, an ``nn.Parameter`` (or a buffer when ``config.gate_trainable`` is False); None in
+            ``quantum-only`` mode.
 
     Raises:
         ValueError: On an invalid config.
@@ -147,42 +267,29 @@ class QuantumFeedForward(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        config.validate(check_executor=False)
-        self.config = config
         n, hidden = config.n_qubits, ff_mult * d_model
-        self.ffn = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model))
+        self.ffn: nn.Module | None = None
+        if config.has_gate:
+            self.ffn = nn.Sequential(
+                nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model)
+            )
         self.pre = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, n))
-        spec = config.spec()
-        self.branch = config.branch
-        if config.branch == "mlp":
-            # as many parameters as the circuit: h(2n+1) + n ~= num_weights
-            h = max(1, round((spec.num_weights - n) / (2 * n + 1)))
-            self.quantum = nn.Sequential(nn.Linear(n, h), nn.Tanh(), nn.Linear(h, n), nn.Tanh())
-        else:
-            executor = config.make_executor() if executor is None else executor
-            self.quantum = QuantumLayer(spec, executor=executor, init=config.weight_init)
+        self._init_core(config, executor)
         self.post = nn.Sequential(nn.Linear(n, hidden), nn.GELU(), nn.Linear(hidden, d_model))
-        if config.gate_trainable:
-            self.gate = nn.Parameter(torch.tensor(float(config.gate_init)))
+        gate = torch.tensor(float(config.gate_init)) if config.has_gate else None
+        if gate is not None and config.gate_trainable:
+            self.gate = nn.Parameter(gate)
         else:
-            self.register_buffer("gate", torch.tensor(float(config.gate_init)))
+            self.register_buffer("gate", gate)  # a fixed lambda, or None (quantum-only: no lambda at all)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, L, d) -> (B, L, d)`` (any leading shape works)."""
-        classical = self.ffn(x)  # (B, L, d)
         z = self.pre(x)  # (B, L, n)   raw features; the circuit applies atan
-        q = self._q(z)  # (B, L, n)   <Z_i> in [-1, 1]
-        return classical + self.gate * self.post(q)  # (B, L, d)
+        q = self._q(z)  # (B, L, n)   <Z_i> in [-1, 1] (or a twin's output)
+        branch = self.post(q)  # (B, L, d)
+        if self.ffn is None:
+            return branch  # quantum-only: the circuit is the block's whole FFN
+        return self.ffn(x) + self.gate * branch  # (B, L, d)
 
-    def quantum_branch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(pre(x), Q(pre(x)))`` for feature-map analysis, shapes ``(..., n)`` each."""
-        z = self.pre(x)
-        return z, self._q(z)
-
-    def _q(self, z: torch.Tensor) -> torch.Tensor:
-        q = self.quantum(z)  # (..., n)
-        if self.branch == "shuffled":
-            flat = q.reshape(-1, q.shape[-1])  # (T, n)
-            perm = torch.randperm(flat.shape[0], device=flat.device)  # global RNG: checkpoint-safe
-            q = flat[perm].reshape(q.shape)
-        return q
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pre(x)  # (B, L, d) -> (B, L, n)

@@ -80,8 +80,18 @@ def test_block_choice_and_errors():
         hybridize_unet(unet, qffn=QFFN, blocks=["up_blocks.1"])
     with pytest.raises(ValueError, match=r"\['up_blocks.7'\] match no transformer block"):
         hybridize_unet(plain_unet(), qffn=QFFN, blocks=["up_blocks.7"])
+    with pytest.raises(ValueError, match=r"\['middle'\] match no transformer block"):
+        hybridize_unet(plain_unet(), qffn=QFFN, blocks="middle")  # a string is a comma-separated name list
     with pytest.raises(ValueError, match="blocks must be"):
-        hybridize_unet(plain_unet(), qffn=QFFN, blocks="middle")
+        hybridize_unet(plain_unet(), qffn=QFFN, blocks=[])
+    with pytest.raises(ValueError, match="selects no transformer block"):
+        hybridize_unet(plain_unet(), qffn=QFFN, blocks="none")
+    names = hybridize_unet(plain_unet(), qffn=QFFN, blocks="mid_block, up_blocks.0")
+    assert names == [
+        "up_blocks.0.attentions.0.transformer_blocks.0.ff",
+        "up_blocks.0.attentions.1.transformer_blocks.0.ff",
+        "mid_block.attentions.0.transformer_blocks.0.ff",
+    ]
     with pytest.raises(ValueError, match="no diffusers BasicTransformerBlock"):
         hybridize_unet(torch.nn.Linear(2, 2), qffn=QFFN)
     fresh = plain_unet()

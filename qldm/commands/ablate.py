@@ -13,10 +13,14 @@ import argparse
 
 from qldm.commands.common import out_parent, progress_parent, reading, seed_list
 
+DEFAULT_MODES = "lambda0,mean,shuffle"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run folder (uses RUN/pipeline) or a pipeline folder")
-    parser.add_argument("--modes", default="lambda0,mean,shuffle", help="ablations, comma-separated")
+    parser.add_argument(
+        "--modes", default=DEFAULT_MODES, help="ablations, comma-separated (lambda0 is left out where no lambda exists)"
+    )
     parser.add_argument("--n", type=int, default=200, help="images per mode and seed (default 200)")
     parser.add_argument("--seeds", type=seed_list, default=[0], help="sampling seeds, comma-separated (default 0)")
     parser.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from qldm.eval.ablation import ablate, per_image_hf
+    from qldm.eval.ablation import ablate, has_gate, per_image_hf
     from qldm.eval.attributes import hair_colour_accuracy, judge_for_source
     from qldm.eval.features import make_extractor
     from qldm.eval.sources import (
@@ -73,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     modes, seeds = _check(args)
     with reading(args.run):  # a damaged pipeline is one line naming it
         pipe, cfg = load_run(args.run)
+    if "lambda0" in modes and not has_gate(pipe.unet):
+        if args.modes != DEFAULT_MODES:
+            raise ValueError(f"--modes lambda0: {args.run} has no lambda (its circuits are quantum-only)")
+        modes = [m for m in modes if m != "lambda0"]  # the default list: the ablations that apply
     out = Path(args.out)
     source, size = cfg.data.source, cfg.data.image_size
     guidance = cfg.sample.guidance if args.guidance is None else args.guidance

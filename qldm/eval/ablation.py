@@ -3,7 +3,8 @@
 Each ablation changes only what every Q-FFN's circuit contributes, on the same trained weights, the same prompts and
 the same sampling seeds, so the metrics can be compared image by image (paired):
 
-- ``lambda0``: the gate is set to 0, which removes ``lambda * post(Q(...))`` exactly;
+- ``lambda0``: the gate is set to 0, which removes ``lambda * post(Q(...))`` exactly (only where a lambda exists:
+  ``parallel`` Q-FFNs);
 - ``mean``: the circuit's output is replaced by its mean over the tokens of each image (keeps the average signal,
   removes everything that varies across positions);
 - ``shuffle``: the circuit's outputs are permuted across the tokens of each image (keeps their distribution, breaks
@@ -25,35 +26,47 @@ import numpy as np
 import torch
 from scipy import stats
 
-from qldm.qffn import QuantumFeedForward
+from qldm.qffn import CircuitSlot
 
-__all__ = ["ABLATIONS", "Ablation", "ablate", "paired_t", "paired_bootstrap_fid", "per_image_hf"]
+__all__ = ["ABLATIONS", "Ablation", "ablate", "has_gate", "paired_t", "paired_bootstrap_fid", "per_image_hf"]
 
 Ablation = Literal["none", "lambda0", "mean", "shuffle"]
 ABLATIONS: tuple[str, ...] = ("none", "lambda0", "mean", "shuffle")
 
 
-def _quantum_ffns(model: torch.nn.Module) -> list[QuantumFeedForward]:
-    return [m for m in model.modules() if isinstance(m, QuantumFeedForward) and m.branch != "mlp"]
+def _circuit_slots(model: torch.nn.Module) -> list[CircuitSlot]:
+    """Every slot whose core is the circuit (twins have no circuit to ablate)."""
+    return [m for m in model.modules() if isinstance(m, CircuitSlot) and m.circuit is not None]
+
+
+def has_gate(model: torch.nn.Module) -> bool:
+    """Whether any circuit slot of ``model`` has a lambda (so ``lambda0`` applies)."""
+    return any(getattr(m, "gate", None) is not None for m in _circuit_slots(model))
 
 
 @contextmanager
 def ablate(model: torch.nn.Module, mode: Ablation, *, seed: int = 0) -> Iterator[int]:
-    """Ablate the quantum branch of every Q-FFN in ``model`` inside the ``with`` block; yields how many.
+    """Ablate the circuit of every circuit slot in ``model`` inside the ``with`` block; yields how many.
 
     Args:
-        model: Any module holding :class:`QuantumFeedForward` layers (a ``QLDMUNet``, a pipeline's ``unet``).
+        model: Any module holding :class:`~qldm.qffn.CircuitSlot` layers (Q-FFNs, quanvolutions): a ``QLDMUNet``, a
+            pipeline's ``unet``.
         mode: One of :data:`ABLATIONS`; ``"none"`` changes nothing.
         seed: Seed of the ``shuffle`` permutations (one generator for the whole block, so a run is repeatable).
 
     Raises:
-        ValueError: On an unknown mode, or a model without a quantum branch to ablate.
+        ValueError: On an unknown mode, a model without a circuit to ablate, or ``lambda0`` on a model without a
+            lambda (``quantum-only`` Q-FFNs, quanvolution).
     """
     if mode not in ABLATIONS:
         raise ValueError(f"unknown ablation {mode!r}; choose one of {list(ABLATIONS)}")
-    layers = _quantum_ffns(model)
+    layers = _circuit_slots(model)
     if not layers and mode != "none":
-        raise ValueError("the model has no Q-FFN with a circuit: nothing to ablate")
+        raise ValueError("the model has no circuit (no Q-FFN or quanvolution with a circuit): nothing to ablate")
+    if mode == "lambda0":
+        layers = [m for m in layers if getattr(m, "gate", None) is not None]
+        if not layers:
+            raise ValueError("ablation 'lambda0' needs a lambda; this model's circuits have none (quantum-only)")
     saved: list[torch.Tensor] = []
     handles = []
     generator = torch.Generator().manual_seed(int(seed))

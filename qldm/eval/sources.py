@@ -34,6 +34,7 @@ CONTROL_LABELS: tuple[str, ...] = (
     "none (matched params)",
     "none",
     "mlp control",
+    "no-circuit twin",
     "lambda=0 control",
     "shuffled control",
 )
@@ -43,17 +44,20 @@ def run_label(model: Any) -> str:
     """The comparison group of a run from its ``ModelConfig`` (or its dict).
 
     ``quantum_blocks="none"`` is the classical control (matched parameter count when ``match_params``);
-    ``qffn.branch="mlp"`` / ``"shuffled"`` are the circuit replaced by an n->n MLP / outputs shuffled across
-    tokens; a gate fixed at 0 (``qffn.gate_init=0``, ``qffn.gate_trainable=False``) is the lambda=0 control.
+    ``qffn.branch="mlp"`` / ``"nocircuit"`` / ``"shuffled"`` are the circuit replaced by its classical twin (an
+    n->n MLP of its size) / by the encoding's nonlinearity alone / outputs shuffled across tokens; a gate fixed
+    at 0 (``qffn.gate_init=0``, ``qffn.gate_trainable=False``) is the lambda=0 control.
     """
     get = model.get if isinstance(model, dict) else lambda k, d=None: getattr(model, k, d)
     qffn = get("qffn") or {}
     qget = qffn.get if isinstance(qffn, dict) else lambda k, d=None: getattr(qffn, k, d)
-    if get("quantum_blocks") == "none":
+    if get("quantum_blocks") == "none" and not get("quanv_patch", 0):
         return "none (matched params)" if get("match_params", False) else "none"
     branch = qget("branch", "quantum")
     if branch == "mlp":
         return "mlp control"
+    if branch == "nocircuit":
+        return "no-circuit twin"
     if branch == "shuffled":
         return "shuffled control"
     if not qget("gate_trainable", True) and float(qget("gate_init", 0.1)) == 0.0:

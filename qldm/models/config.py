@@ -41,8 +41,13 @@ class ModelConfig:
             level, channels per attention head, and which levels (0 = full latent resolution) carry cross-attention
             transformer blocks. The mid block always carries one.
         quantum_blocks: Where ``QuantumFeedForward`` replaces the FFN: ``"none"`` (classical control), ``"bottleneck"``
-            (mid block only, the original README's claim) or ``"all"`` (every transformer block, what the original code
-            does).
+            (mid block only, the original README's claim), ``"all"`` (every transformer block, what the original code
+            does), or a comma-separated list of block names or name prefixes (``"down_blocks.1,mid_block"``; see
+            :meth:`transformer_blocks` for this U-Net's names; the 16 x 16 level needs ``attention_levels`` to
+            include 0).
+        quanv_patch: 0 (off) or the patch side k of a residual quanvolution after ``conv_in`` on the first encoder
+            level (:class:`~qldm.quanv.Quanvolution`, QCU-Net's place): k x k patches -> the ``qffn`` circuit ->
+            channels. It must divide the latent side.
         qffn: The Q-FFN, its circuit and its executor (see :class:`~qldm.qffn.QFFNConfig`).
         match_params, match_blocks: With ``quantum_blocks="none"``, widen the FFNs of the ``match_blocks``
             ("bottleneck"/"all") blocks so the model has the quantum model's parameter count.
@@ -78,7 +83,8 @@ class ModelConfig:
     ff_mult: int = bounded(4, ge=1)
     attention_dropout: float = bounded(0.0, ge=0, lt=1)
     # quantum feed-forward: where it sits, the classical control, and the Q-FFN itself
-    quantum_blocks: Literal["none", "bottleneck", "all"] = "bottleneck"
+    quantum_blocks: str = "bottleneck"
+    quanv_patch: int = bounded(0, ge=0)
     match_params: bool = False
     match_blocks: Literal["bottleneck", "all"] = "all"
     qffn: QFFNConfig = field(default_factory=QFFNConfig)
@@ -106,9 +112,41 @@ class ModelConfig:
         return self.image_size // self.vae_scale_factor
 
     @property
+    def has_slots(self) -> bool:
+        """Whether the U-Net has a place for the circuit (Q-FFN blocks or a quanvolution), filled by it or a twin."""
+        return self.quantum_blocks != "none" or self.quanv_patch > 0
+
+    @property
     def uses_circuit(self) -> bool:
-        """Whether the U-Net runs a circuit: some Q-FFN blocks, and not the ``mlp`` control."""
-        return self.quantum_blocks != "none" and self.qffn.uses_circuit
+        """Whether the U-Net runs a circuit: some circuit slot, not filled by a twin."""
+        return self.has_slots and self.qffn.uses_circuit
+
+    def transformer_blocks(self) -> list[str]:
+        """Names of the U-Net's transformer blocks, in model order, as diffusers names them (no model is built)."""
+        levels, per = len(self.unet_block_channels), self.layers_per_block
+        attn = [i for i in range(levels) if i in self.attention_levels]
+        down = [f"down_blocks.{i}.attentions.{j}" for i in attn for j in range(per)]
+        mid = ["mid_block.attentions.0"]
+        up = [
+            f"up_blocks.{k}.attentions.{j}"
+            for k in range(levels)
+            if levels - 1 - k in self.attention_levels
+            for j in range(per + 1)
+        ]
+        return [f"{name}.transformer_blocks.0" for name in down + up + mid]  # diffusers registers mid_block last
+
+    def quantum_block_names(self) -> list[str]:
+        """The transformer blocks whose FFN is a Q-FFN (``quantum_blocks`` resolved).
+
+        Raises:
+            ValueError: If an entry of ``quantum_blocks`` names no transformer block of this U-Net.
+        """
+        from qldm.models.blocks import select_blocks
+
+        try:
+            return select_blocks(self.transformer_blocks(), self.quantum_blocks)
+        except ValueError as err:
+            raise ValueError(f"model.quantum_blocks={self.quantum_blocks!r}: {err}") from None
 
     def circuit_metadata(self) -> dict[str, Any]:
         """What makes a checkpoint's circuit compatible (see ``check_circuit_compatible``).
@@ -118,7 +156,9 @@ class ModelConfig:
         """
         spec = self.qffn.spec()
         fingerprint = spec.fingerprint() if self.uses_circuit else None
-        return {"quantum_blocks": self.quantum_blocks, **spec.metadata, "fingerprint": fingerprint}
+        meta = {"quantum_blocks": self.quantum_blocks, **spec.metadata, "fingerprint": fingerprint}
+        meta.update(mode=self.qffn.mode, quanv_patch=self.quanv_patch)
+        return meta
 
     # ----------------------------------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -177,8 +217,21 @@ class ModelConfig:
             )
         if not self.beta_start < self.beta_end:
             raise ValueError(f"need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
-        if self.match_params and self.quantum_blocks != "none":
-            raise ValueError("match_params=True only applies to quantum_blocks='none' (the classical control)")
+        if self.match_params and self.has_slots:
+            raise ValueError(
+                "match_params=True only applies to the classical control (quantum_blocks='none', quanv_patch=0)"
+            )
+        self.quantum_block_names()  # every named block exists
+        if self.quanv_patch and self.latent_size % self.quanv_patch:
+            raise ValueError(
+                f"model.quanv_patch={self.quanv_patch} does not divide the {self.latent_size}x{self.latent_size} "
+                f"latent; use a divisor of {self.latent_size}"
+            )
+        if not self.has_slots and (self.qffn.branch != "quantum" or self.qffn.mode != "parallel"):
+            raise ValueError(
+                f"model.qffn.branch={self.qffn.branch!r} / mode={self.qffn.mode!r} asked for, but the model has no "
+                "circuit to replace: set model.quantum_blocks or model.quanv_patch"
+            )
         # the executor's own check_spec decides whether it can run the circuit (width limits live there)
         self.qffn.validate(check_executor=self.uses_circuit)
         return self

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
-from qldm.qffn import QFFNConfig, QuantumFeedForward
+from qldm.models.blocks import select_blocks
+from qldm.qffn import CircuitSlot, QFFNConfig, QuantumFeedForward
 from qldm.quantum.executor import Executor
 
-__all__ = ["hybridize_unet", "transformer_block_names", "parameter_groups"]
+__all__ = ["hybridize_unet", "make_qffn", "transformer_block_names", "parameter_groups", "select_blocks"]
 
 
 def transformer_block_names(unet: nn.Module) -> list[str]:
@@ -29,23 +30,33 @@ def transformer_block_names(unet: nn.Module) -> list[str]:
     return [name for name, m in unet.named_modules() if isinstance(m, BasicTransformerBlock)]
 
 
-def _select(names: list[str], blocks: str | Sequence[str]) -> list[str]:
-    """The block names ``blocks`` picks: ``"all"``, ``"bottleneck"`` (the mid block) or names / name prefixes."""
-    if blocks == "all":
-        return names
-    if blocks == "bottleneck":
-        return [n for n in names if n.startswith("mid_block.")]
-    if isinstance(blocks, str) or not isinstance(blocks, Sequence) or not blocks:
-        raise ValueError(f"blocks must be 'all', 'bottleneck' or a non-empty list of block names, got {blocks!r}")
+def make_qffn(
+    block: BasicTransformerBlock,
+    *,
+    qffn: QFFNConfig,
+    ff_mult: int,
+    executor: Executor | None,
+    keep_ffn: bool,
+) -> QuantumFeedForward:
+    """The Q-FFN for one transformer block (the one builder ``QLDMUNet`` and :func:`hybridize_unet` share).
 
-    def hits(entry: str) -> list[str]:
-        return [n for n in names if n == entry or n.startswith(f"{entry}.")]
-
-    unmatched = [entry for entry in blocks if not hits(entry)]
-    if unmatched:
-        raise ValueError(f"blocks {unmatched} match no transformer block; this U-Net has {names}")
-    chosen = {n for entry in blocks for n in hits(entry)}
-    return [n for n in names if n in chosen]  # in model order
+    Args:
+        block: The block whose ``ff`` it replaces (its width, device and dtype are read).
+        qffn: The Q-FFN settings.
+        ff_mult: Hidden width of ``post`` (and of a fresh classical FFN) as a multiple of the token width.
+        executor: Runs the circuit (shared by all blocks); None builds the one ``qffn`` names.
+        keep_ffn: Keep the block's own FFN (and its weights) as the classical part of a ``parallel`` Q-FFN.
+    """
+    d = block.norm3.normalized_shape[0] if block.norm3 is not None else block.norm1.normalized_shape[0]
+    old = block.ff
+    ref = next(old.parameters(), None)
+    new = QuantumFeedForward(d, config=qffn, executor=executor, ff_mult=ff_mult)
+    if keep_ffn and new.ffn is not None:
+        new.ffn = old  # diffusers' FeedForward (GELU/GEGLU) with its weights; same (B, L, d) -> (B, L, d)
+    if ref is not None:
+        new.to(device=ref.device, dtype=ref.dtype)
+        new.quantum.float()  # circuit weights stay fp32 (the layer casts its inputs), as in QLDMUNet
+    return new
 
 
 def hybridize_unet(
@@ -63,11 +74,12 @@ def hybridize_unet(
         unet: A ``UNet2DConditionModel`` (any module holding diffusers ``BasicTransformerBlock`` modules works).
         qffn: The Q-FFN settings (circuit, executor, gate); None = ``QFFNConfig()``. ``gate_init=0`` leaves the
             model's output unchanged at first.
-        blocks: ``"bottleneck"`` (the mid block's transformers), ``"all"``, or a list of names or name prefixes from
-            :func:`transformer_block_names`, e.g. ``["mid_block", "up_blocks.1"]``.
+        blocks: ``"bottleneck"`` (the mid block's transformers), ``"all"``, or names or name prefixes from
+            :func:`transformer_block_names` (a list or a comma-separated string), e.g. ``["mid_block", "up_blocks.1"]``.
         ff_mult: Hidden width of ``post`` (and of a new classical FFN) as a multiple of the token width.
         keep_ffn: True keeps each block's own FFN (and its trained weights) as the classical part; False replaces it
-            by a fresh ``Linear -> GELU -> Linear`` of width ``ff_mult * d``, as ``QLDMUNet`` builds.
+            by a fresh ``Linear -> GELU -> Linear`` of width ``ff_mult * d``, as ``QLDMUNet`` builds. In
+            ``qffn.mode="quantum-only"`` the block's FFN is dropped either way.
         executor: Runs every inserted circuit (one shared instance); None builds the one ``qffn`` names.
 
     Returns:
@@ -84,7 +96,9 @@ def hybridize_unet(
     names = transformer_block_names(unet)
     if not names:
         raise ValueError(f"{type(unet).__name__} has no diffusers BasicTransformerBlock to hybridize")
-    chosen = _select(names, blocks)
+    chosen = select_blocks(names, blocks)
+    if not chosen:
+        raise ValueError(f"blocks={blocks!r} selects no transformer block")
     modules = dict(unet.named_modules())
     already = [n for n in chosen if isinstance(modules[n].ff, QuantumFeedForward)]
     if already:
@@ -93,16 +107,7 @@ def hybridize_unet(
         executor = qffn.make_executor()  # one instance shared by all blocks, as in QLDMUNet
     for name in chosen:
         block: BasicTransformerBlock = modules[name]
-        old = block.ff
-        d = block.norm3.normalized_shape[0] if block.norm3 is not None else block.norm1.normalized_shape[0]
-        ref = next(old.parameters(), None)
-        new = QuantumFeedForward(d, config=qffn, executor=executor, ff_mult=ff_mult)
-        if keep_ffn:
-            new.ffn = old  # diffusers' FeedForward (GELU/GEGLU) with its weights; same (B, L, d) -> (B, L, d)
-        if ref is not None:
-            new.to(device=ref.device, dtype=ref.dtype)
-            new.quantum.float()  # circuit weights stay fp32 (the layer casts its inputs), as in QLDMUNet
-        block.ff = new
+        block.ff = make_qffn(block, qffn=qffn, ff_mult=ff_mult, executor=executor, keep_ffn=keep_ffn)
     return [f"{name}.ff" for name in chosen]
 
 
@@ -115,11 +120,11 @@ def parameter_groups(module: nn.Module) -> dict[str, list[nn.Parameter]]:
     quantum: list[nn.Parameter] = []
     gate: list[nn.Parameter] = []
     for m in module.modules():
-        if not isinstance(m, QuantumFeedForward):
+        if not isinstance(m, CircuitSlot):
             continue
         for part in (m.pre, m.quantum, m.post):
             quantum.extend(part.parameters())
-        if isinstance(m.gate, nn.Parameter):
+        if isinstance(getattr(m, "gate", None), nn.Parameter):
             gate.append(m.gate)
     taken = {id(p) for p in quantum + gate}
     classical = [p for p in module.parameters() if id(p) not in taken]

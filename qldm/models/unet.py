@@ -21,13 +21,14 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
-from qldm.models.config import ModelConfig, QFFNConfig
-from qldm.models.hybridize import parameter_groups
+from qldm.models.config import ModelConfig
+from qldm.models.hybridize import make_qffn, parameter_groups
 from qldm.models.vae import norm_groups
-from qldm.qffn import QuantumFeedForward
+from qldm.qffn import CircuitSlot, QuantumFeedForward
 from qldm.quantum.executor import Executor
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.registry import make_executor
+from qldm.quanv import QuanvConvIn, Quanvolution
 
 __all__ = ["QLDMUNet", "FeedForward", "build_unet", "check_circuit_compatible", "CircuitMismatchError"]
 
@@ -47,12 +48,18 @@ class FeedForward(nn.Module):
         return self.ffn(x)  # (B, L, d) -> (B, L, d)
 
 
-def _quantum_branch_params(d: int, *, qffn: QFFNConfig, ff_mult: int) -> int:
-    """Parameters a Q-FFN adds to a classical FFN of width d: pre, circuit weights, post and the gate."""
-    n, h = qffn.n_qubits, ff_mult * d
-    pre = 2 * d + d * n + n  # LayerNorm(d), Linear(d, n)
-    post = n * h + h + h * d + d  # Linear(n, h), Linear(h, d)
-    return pre + qffn.spec().num_weights + post + 1
+def _matching_units(block: BasicTransformerBlock, cfg: ModelConfig) -> int:
+    """Hidden units to add to a classical FFN so it has the parameters of the Q-FFN ``cfg`` would put there.
+
+    Counted on a built Q-FFN (its ``pre``, circuit layer, ``post`` and gate beyond the classical FFN), not from a
+    formula; each hidden unit costs ``2 d + 1``.
+    """
+    d = block.norm3.normalized_shape[0]
+    with torch.random.fork_rng():  # counting must not move the model's initialisation
+        qffn = QuantumFeedForward(d, config=cfg.qffn, ff_mult=cfg.ff_mult)
+    classical = qffn.ffn.parameters() if qffn.ffn is not None else ()
+    extra = sum(p.numel() for p in qffn.parameters()) - sum(p.numel() for p in classical)
+    return round(extra / (2 * d + 1))
 
 
 class QLDMUNet(ModelMixin, ConfigMixin):
@@ -98,24 +105,25 @@ class QLDMUNet(ModelMixin, ConfigMixin):
             # diffusers' legacy name: this argument is the number of heads per level
             attention_head_dim=tuple(c // cfg.attention_head_dim for c in block_channels),
         )
-        executor = cfg.qffn.make_executor() if cfg.uses_circuit else None  # one instance shared by all blocks
-        for name, block in list(self.unet.named_modules()):  # a snapshot: the loop swaps submodules
-            if not isinstance(block, BasicTransformerBlock):
-                continue
-            d = block.norm3.normalized_shape[0]
-            in_mid = name.startswith("mid_block.")
-            if cfg.quantum_blocks == "all" or (cfg.quantum_blocks == "bottleneck" and in_mid):
-                block.ff = QuantumFeedForward(d, config=cfg.qffn, executor=executor, ff_mult=cfg.ff_mult)
+        executor = cfg.qffn.make_executor() if cfg.uses_circuit else None  # one instance shared by all slots
+        quantum = set(cfg.quantum_block_names())
+        blocks = [(n, m) for n, m in self.unet.named_modules() if isinstance(m, BasicTransformerBlock)]
+        if [n for n, _ in blocks] != cfg.transformer_blocks():  # the names the config validated against
+            raise RuntimeError(f"diffusers named the transformer blocks {[n for n, _ in blocks]}")
+        for name, block in blocks:
+            if name in quantum:
+                block.ff = make_qffn(block, qffn=cfg.qffn, ff_mult=cfg.ff_mult, executor=executor, keep_ffn=False)
             else:
-                hidden = cfg.ff_mult * d
-                if cfg.match_params and cfg.quantum_blocks == "none" and (cfg.match_blocks == "all" or in_mid):
-                    # widen by as many units as the quantum branch has parameters: each unit costs 2d + 1
-                    extra = _quantum_branch_params(d, qffn=cfg.qffn, ff_mult=cfg.ff_mult)
-                    hidden += round(extra / (2 * d + 1))
-                block.ff = FeedForward(d, hidden=hidden)
+                hidden = cfg.ff_mult * block.norm3.normalized_shape[0]
+                if cfg.match_params and (cfg.match_blocks == "all" or name.startswith("mid_block.")):
+                    hidden += _matching_units(block, cfg)
+                block.ff = FeedForward(block.norm3.normalized_shape[0], hidden=hidden)
             for attn in (block.attn1, block.attn2):
                 if attn is not None:
                     attn.to_out[1].p = cfg.attention_dropout  # nn.Dropout after the output projection
+        if cfg.quanv_patch:
+            quanv = Quanvolution(block_channels[0], config=cfg.qffn, patch=cfg.quanv_patch, executor=executor)
+            self.unet.conv_in = QuanvConvIn(self.unet.conv_in, quanv)
 
     def forward(
         self,
@@ -161,9 +169,10 @@ class QLDMUNet(ModelMixin, ConfigMixin):
         )[0]  # (B, C, h, w)
 
     # ----------------------------------------------------------------------------------------- quantum parts
-    def quantum_modules(self) -> list[tuple[str, QuantumFeedForward]]:
-        """``(name, module)`` of every Q-FFN, names relative to this model (e.g. ``unet.mid_block...ff``)."""
-        return [(n, m) for n, m in self.named_modules() if isinstance(m, QuantumFeedForward)]
+    def quantum_modules(self) -> list[tuple[str, CircuitSlot]]:
+        """``(name, module)`` of every circuit slot (Q-FFNs and the quanvolution), names relative to this model
+        (e.g. ``unet.mid_block...ff``, ``unet.conv_in.quanv``)."""
+        return [(n, m) for n, m in self.named_modules() if isinstance(m, CircuitSlot)]
 
     def set_quantum_executor(self, executor: Executor | str, blocks: str | list[str] = "all") -> list[str]:
         """Swap the executor of some Q-FFNs' circuits (e.g. exact in training, hardware for some sampling steps).

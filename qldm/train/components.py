@@ -122,26 +122,29 @@ def make_pipeline(cfg: RunConfig, *, vae, text_encoder, unet, scheduler: str | N
 
 
 def gate_values(unet: torch.nn.Module) -> dict[str, float]:
-    """Every Q-FFN block's gate lambda, keyed ``gate/<module path>``."""
-    from qldm.qffn import QuantumFeedForward
+    """Every circuit slot's gate lambda, keyed ``gate/<module path>`` (quantum-only slots have none)."""
+    from qldm.qffn import CircuitSlot
 
     return {
-        f"gate/{name}": float(m.gate.detach()) for name, m in unet.named_modules() if isinstance(m, QuantumFeedForward)
+        f"gate/{name}": float(m.gate.detach())
+        for name, m in unet.named_modules()
+        if isinstance(m, CircuitSlot) and getattr(m, "gate", None) is not None
     }
 
 
 def grad_norms(unet: torch.nn.Module) -> dict[str, float]:
     """L2 norms of the current gradients by group, and the share of the squared norm reaching the circuit weights.
 
-    Groups: ``circuit`` (the Q-FFN circuits' own weights), ``quantum`` (circuit, pre and post), ``gate`` (the
-    lambdas), ``classical`` (the rest). ``grad_share/circuit`` = |g_circuit|² / |g|², the fraction of the update's
-    squared size that the circuit gets; clipping rescales every group alike, so it does not change the share.
+    Groups: ``circuit`` (the circuit slots' core weights: the circuit's, or a twin's), ``quantum`` (core, pre and
+    post), ``gate`` (the lambdas), ``classical`` (the rest). ``grad_share/circuit`` = |g_circuit|² / |g|², the
+    fraction of the update's squared size that the circuit gets; clipping rescales every group alike, so it does not
+    change the share.
     """
     from qldm.models.hybridize import parameter_groups
-    from qldm.qffn import QuantumFeedForward
+    from qldm.qffn import CircuitSlot
 
     groups = parameter_groups(unet)
-    circuit = [p for m in unet.modules() if isinstance(m, QuantumFeedForward) for p in m.quantum.parameters()]
+    circuit = [p for m in unet.modules() if isinstance(m, CircuitSlot) for p in m.quantum.parameters()]
 
     def sq(params) -> float:
         return sum(float(p.grad.detach().float().pow(2).sum()) for p in params if p.grad is not None)
