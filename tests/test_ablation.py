@@ -95,10 +95,21 @@ def test_ablate_command_reports_paired_changes_and_reuses_finished_sets(micro_ru
     assert set(report["sets"]) == {"none/seed-0", "lambda0/seed-0", "shuffle/seed-0"}
     for mode in ("lambda0", "shuffle"):
         d = report["paired_change_vs_none"][mode]
-        assert set(d) == {"fid", "hf_ratio", "hair_accuracy"} and d["fid"]["n"] == 24
-    base, _, _ = load_image_set(out / "none" / "seed-0")
+        assert set(d) == {"fid", "hf_ratio", "hair_accuracy", "hair_colour_changed", "pixel_change"}
+        assert d["fid"]["n"] == 24 and d["hair_colour_changed"]["n"] == 24
+    base, prompts, _ = load_image_set(out / "none" / "seed-0")
     zero, _, _ = load_image_set(out / "lambda0" / "seed-0")
     assert (base - zero).abs().max() > 0  # the circuit's contribution reaches the pixels
+    grey = (((base + 1) * 127.5).round() - ((zero + 1) * 127.5).round()).abs()  # the saved PNGs' grey levels
+    change = report["paired_change_vs_none"]["lambda0"]
+    assert change["pixel_change"]["mean"] == pytest.approx(float(grey.mean()), rel=1e-5)
+    assert change["pixel_change"]["max"] == pytest.approx(float(grey.max()), rel=1e-5)
+    from qldm.eval.attributes import hair_colour_accuracy, judge_for_source
+
+    judge = judge_for_source("procedural")
+    a = hair_colour_accuracy(base, prompts, judge=judge).predictions
+    b = hair_colour_accuracy(zero, prompts, judge=judge).predictions
+    assert change["hair_colour_changed"]["share"] == pytest.approx(sum(x != y for x, y in zip(a, b)) / 24)
     stamp = (out / "none" / "seed-0" / "set.json").stat().st_mtime_ns
     assert main(args) == 0  # a rerun measures the saved sets instead of sampling again
     assert (out / "none" / "seed-0" / "set.json").stat().st_mtime_ns == stamp

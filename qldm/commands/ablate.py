@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             "features": extractor(images),
             "hf": per_image_hf(images, args.hf_cutoff),
             "correct": np.array(correct),
+            "colour": np.array([str(p) for p in attrs.predictions]),  # the judged colour ("None": no judgement)
+            "pixels": ((images.float().clamp(-1, 1) + 1) * 127.5).round().numpy(),  # (N, 3, H, W) as the PNGs hold
         }
 
     report = _report(measured, modes, seeds, ref_features, args.bootstrap)
@@ -131,6 +133,7 @@ def _report(measured: dict, modes: list[str], seeds: list[int], ref, draws: int)
     """Per-set metrics and, per ablation, the paired change against ``none`` pooled over seeds."""
     import numpy as np
 
+    from qldm.data import wilson_interval
     from qldm.eval.ablation import paired_bootstrap_fid, paired_t
     from qldm.eval.fid import feature_statistics, frechet_distance
 
@@ -143,13 +146,30 @@ def _report(measured: dict, modes: list[str], seeds: list[int], ref, draws: int)
             "hair_accuracy": float(np.nanmean(m["correct"])),
         }
     deltas = {}
+    keys = ("features", "hf", "correct", "colour", "pixels")
     for mode in modes:
-        base = {k: np.concatenate([measured[("none", s)][k] for s in seeds]) for k in ("features", "hf", "correct")}
-        other = {k: np.concatenate([measured[(mode, s)][k] for s in seeds]) for k in ("features", "hf", "correct")}
+        base = {k: np.concatenate([measured[("none", s)][k] for s in seeds]) for k in keys}
+        other = {k: np.concatenate([measured[(mode, s)][k] for s in seeds]) for k in keys}
+        changed = int((base["colour"] != other["colour"]).sum())
+        low, high = wilson_interval(changed, len(base["colour"]))
+        diff = np.abs(other["pixels"] - base["pixels"]).reshape(len(base["pixels"]), -1)  # (N, 3HW)
         deltas[mode] = {
             "fid": paired_bootstrap_fid(ref, base["features"], other["features"], draws=draws).to_dict(),
             "hf_ratio": paired_t(base["hf"], other["hf"]).to_dict(),
             "hair_accuracy": paired_t(base["correct"], other["correct"]).to_dict(),
+            # the same prompt and noise with and without the ablation: how many judged colours move, and by how
+            # many grey levels (of 255) the pixels move on average and at most
+            "hair_colour_changed": {
+                "share": changed / len(base["colour"]),
+                "ci_low": low,
+                "ci_high": high,
+                "n": len(base["colour"]),
+            },
+            "pixel_change": {
+                "mean": float(diff.mean()),
+                "max": float(diff.max()),
+                **paired_t(np.zeros(len(diff)), diff.mean(1)).to_dict(),
+            },
         }
     return {"sets": sets, "paired_change_vs_none": deltas}
 
@@ -168,8 +188,18 @@ def _markdown(report: dict) -> str:
     for name, m in report["sets"].items():
         lines.append(f"| {name} | {m['fid']:.3f} | {m['hf_ratio']:.5f} | {m['hair_accuracy']:.3f} |")
     lines += ["", "Paired change against the intact model (ablated - intact), 95% interval:", ""]
-    lines += ["| ablation | delta FID | delta HF ratio | delta hair accuracy |", "|---|---|---|---|"]
+    lines += [
+        "| ablation | delta FID | delta HF ratio | delta hair accuracy | hair colour changed | mean pixel change |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode, d in report["paired_change_vs_none"].items():
-        cells = [f"{d[k]['delta']:+.4g} [{d[k]['ci_low']:+.4g}, {d[k]['ci_high']:+.4g}]" for k in d]
+        cells = [
+            f"{d[k]['delta']:+.4g} [{d[k]['ci_low']:+.4g}, {d[k]['ci_high']:+.4g}]"
+            for k in ("fid", "hf_ratio", "hair_accuracy")
+        ]
+        if "hair_colour_changed" in d:  # reports written before these were measured lack them
+            c, p = d["hair_colour_changed"], d["pixel_change"]
+            cells.append(f"{100 * c['share']:.1f}% ({100 * c['ci_low']:.1f}-{100 * c['ci_high']:.1f})")
+            cells.append(f"{p['mean']:.3g} of 255 (max {p['max']:.0f})")
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
