@@ -37,7 +37,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "anime64_controls"
@@ -94,106 +93,16 @@ def launch(jobs: list[str], *, work: Path, vae: Path, results: Path) -> None:
         _git_commit(dest, f"anime64 control study: run {name} (group {group}, seed {seed}) trained and evaluated")
 
 
-def _run_row(folder: Path) -> dict | None:
-    """One run's scores (means over its sampling seeds) and training traces, or None if not evaluated yet."""
-    report = folder / "eval_report.json"
-    if not report.is_file():
-        return None
-    groups = json.loads(report.read_text())["groups"]
-    real = next(g for g in groups if g["label"].startswith("real"))
-    gen = next(g for g in groups if not g["label"].startswith("real"))
-    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    steps = [m for m in metrics if "step" in m and m.get("loss") is not None]
-    gates = sorted({k for m in steps for k in m if k.startswith("gate/")})
-    return {
-        "run": folder.name,
-        "group": folder.name[0],
-        "label": gen["label"],
-        "fid": float(np.mean(gen["fid_values"])),
-        "hf": float(np.mean(gen["hf_values"])),
-        "acc": gen["acc_pooled"],
-        "acc_k": gen["acc_pooled_k"],
-        "acc_n": gen["acc_pooled_n"],
-        "sets": {"fid": gen["fid_values"], "hf": gen["hf_values"], "acc": gen.get("acc_values", [])},
-        "real_fid": float(np.mean(real["fid_values"])),
-        "real_hf": float(np.mean(real["hf_values"])),
-        "final_loss": float(np.mean([m["loss"] for m in steps[-10:]])),
-        "steps": [m["step"] for m in steps],
-        "loss": [m["loss"] for m in steps],
-        "lambda": {g: [m.get(g) for m in steps] for g in gates},
-        "grad_share": [m.get("grad_share/circuit") for m in steps],
-        "ablation": _ablation(folder / "ablation.json"),
-        "output_spread": _spread(folder / "features.json"),
-    }
-
-
-def _spread(path: Path) -> dict | None:
-    """Median and largest token-std of the circuit's inputs and outputs (``qldm features``), or None."""
-    if not path.is_file():
-        return None
-    stat = json.loads(path.read_text())["statistics"][0]
-    return {k: [float(np.median(stat[k])), float(np.max(stat[k]))] for k in ("std_before", "std_after")}
-
-
-def _ablation(path: Path) -> dict | None:
-    """``{mode: {metric: [delta, ci_low, ci_high]}}`` from a ``qldm ablate`` report, or None."""
-    if not path.is_file():
-        return None
-    change = json.loads(path.read_text())["paired_change_vs_none"]
-    return {mode: {k: [v["delta"], v["ci_low"], v["ci_high"]] for k, v in ms.items()} for mode, ms in change.items()}
-
-
-def _t_ci(values: list[float]) -> tuple[float, float | None]:
-    """``qldm.eval.report.mean_ci`` with None (not nan) for the interval of a single value, for the JSON and tables."""
-    from qldm.eval.report import mean_ci
-
-    mean, ci = mean_ci(values)
-    return mean, None if np.isnan(ci) else ci
-
-
-def _paired(rows: list[dict], group: str) -> dict | None:
-    """Differences to the quantum run of the same training seed (``c1`` - ``q1``, ...): the seed fixes the data order
-    and the sampling seeds fix the noise, so pairing removes the spread between training seeds. Per metric the mean
-    difference, its Student-t 95% interval and the paired t-test's p; None with fewer than 2 pairs."""
-    runs = {r["run"]: r for r in rows}
-    pairs = [(r, runs["q" + r["run"][1:]]) for r in rows if r["group"] == group and "q" + r["run"][1:] in runs]
-    if len(pairs) < 2:
-        return None
-    out: dict = {"pairs": [f"{a['run']}-{b['run']}" for a, b in pairs]}
-    for m in ("fid", "hf", "acc"):
-        diff = [a[m] - b[m] for a, b in pairs]
-        res = stats.ttest_1samp(diff, 0.0)  # the paired t-test: its interval and p in one call
-        ci = res.confidence_interval(0.95)
-        out[m] = {"delta": float(np.mean(diff)), "ci_low": float(ci.low), "ci_high": float(ci.high)}
-        out[m] |= {"p": float(res.pvalue), "values": diff}
-    return out
-
-
 def summarize(results: Path) -> dict:
     """Group table over training seeds; writes ``summary.json``/``summary.md``/``controls.png`` into ``results``."""
-    from qldm.data import wilson_interval
-    from qldm.eval.report import welch_diff
+    from experiments.summary import summarize as group_table
 
-    rows = [r for f in sorted(results.iterdir()) if f.is_dir() and (r := _run_row(f))]
-    if not rows:
-        raise SystemExit(f"no evaluated runs under {results}")
-    table = []
-    for key, (label, _) in GROUPS.items():
-        members = [r for r in rows if r["group"] == key]
-        if not members:
-            continue
-        entry = {"group": key, "label": label, "runs": [r["run"] for r in members]}
-        for m in ("fid", "hf", "acc", "final_loss"):
-            entry[m], entry[f"{m}_ci"] = _t_ci([r[m] for r in members])
-            entry[f"{m}_values"] = [r[m] for r in members]
-        k, n = sum(r["acc_k"] for r in members), sum(r["acc_n"] for r in members)
-        entry["acc_pooled"], entry["acc_wilson"] = k / n, list(wilson_interval(k, n))
-        table.append(entry)
-    ref = next((e for e in table if e["group"] == "q"), None)
-    for e in table:  # Welch: difference to the quantum group over training seeds, its 95% interval and p
+    labels = {key: label for key, (label, _) in GROUPS.items()}
+    table, rows = group_table(results, groups=labels, reference=lambda g: None if g == "q" else "q")
+    for e in table:  # the names this study's files and tests use
         for m in ("fid", "hf", "acc"):
-            e[f"{m}_vs_quantum"] = welch_diff(e[f"{m}_values"], ref[f"{m}_values"]) if ref and e is not ref else None
-        e["paired_vs_quantum"] = _paired(rows, e["group"]) if ref and e is not ref else None
+            e[f"{m}_vs_quantum"] = e.pop(f"{m}_vs_ref")
+        e["paired_vs_quantum"] = e.pop("paired_vs_ref")
     floor = {"fid": float(np.mean([r["real_fid"] for r in rows])), "hf": float(np.mean([r["real_hf"] for r in rows]))}
     out = {"groups": table, "real_floor": floor, "runs": rows, "eval": " ".join(EVAL)}
     (results / "summary.json").write_text(json.dumps(out, indent=1))

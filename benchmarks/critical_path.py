@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.launch:
             run_job(job(name, vae=args.vae), work=args.work, results=args.results)
         return
-    from experiments.summary import summarize
+    from experiments.critical_path import report
 
-    summarize(args.results)
+    report(args.results)
+    print((args.results / "summary.md").read_text())
 
 
 if __name__ == "__main__":
