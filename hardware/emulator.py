@@ -151,11 +151,13 @@ class EmulatorExecutor(Executor):
         ancilla_elimination: Emulate the branch ensemble instead of the faithful circuit.
         max_branches: Enumerate all patterns up to this many, else sample this many per call (torch RNG).
         idle_decoherence: Add T1/T2 damping of idle light-cone qubits (real devices; see module doc).
+        noise: False leaves the device's noise out: exact values plus shot noise only (any backend, calibrated or
+            not), the "exact with finite shots" reference of a device study.
         optimization_level, layout_candidates, cache_dir: Passed to :class:`hardware.transpile.Transpiler`.
         dtype: Simulation precision (a torch dtype or its name, ``"float64"``).
 
     Raises:
-        ValueError: On a backend without calibration, a bad shot count or dtype.
+        ValueError: On a backend without calibration (with ``noise``), a bad shot count or dtype.
     """
 
     name = "emulator"
@@ -169,6 +171,7 @@ class EmulatorExecutor(Executor):
         ancilla_elimination: bool = False,
         max_branches: int = 64,
         idle_decoherence: bool = False,
+        noise: bool = True,
         optimization_level: int = 2,
         layout_candidates: int = 3,
         cache_dir: str | None = None,
@@ -178,8 +181,9 @@ class EmulatorExecutor(Executor):
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
-        if not self.resolved.has_calibration:
+        if noise and not self.resolved.has_calibration:
             raise ValueError(f"the emulator needs a calibrated backend, not {self.resolved.name!r}")
+        self.noise = bool(noise)
         if shots is not None and shots < 1:
             raise ValueError(f"shots must be >= 1 or None, got {shots}")
         self.shots, self.ancilla_elimination, self.max_branches = (
@@ -206,6 +210,7 @@ class EmulatorExecutor(Executor):
             "ancilla_elimination": self.ancilla_elimination,
             "max_branches": self.max_branches,
             "idle_decoherence": self.idle_decoherence,
+            "noise": self.noise,
             "optimization_level": self.transpiler.optimization_level,
             "layout_candidates": self.transpiler.layout_candidates,
             "cache_dir": self.cache_dir,
@@ -213,12 +218,26 @@ class EmulatorExecutor(Executor):
         }
 
     def damping(self, transpiled: Transpiled) -> torch.Tensor:
-        """``(2, n_obs)``: damping factors and offsets of one transpiled circuit."""
+        """``(2, n_obs)``: damping factors and offsets of one transpiled circuit (1 and 0 without ``noise``)."""
+        if not self.noise:
+            n_obs = len(transpiled.observables)
+            return torch.tensor([[1.0] * n_obs, [0.0] * n_obs], dtype=self.dtype)
         f, b = observable_damping(transpiled, self.resolved.backend, idle_decoherence=self.idle_decoherence)
         return torch.tensor([f, b], dtype=self.dtype)
 
     def compile(self, spec: CircuitSpec) -> _EmulatorProgram:
         return _EmulatorProgram(spec, self)
+
+
+def _exact(spec: CircuitSpec, dtype: torch.dtype) -> Executor:
+    """The exact executor for the noiseless values: the statevector where it fits, else the tensor network (which
+    runs an unmodified Q-FFN circuit of any width as its ring sweep)."""
+    sv = StatevectorExecutor(dtype=dtype)
+    if spec.num_qubits <= sv.max_wires:
+        return sv
+    from qldm.quantum.tensornet import TensorNetworkExecutor
+
+    return TensorNetworkExecutor(dtype=dtype)
 
 
 class _EmulatorProgram(Program):
@@ -231,7 +250,9 @@ class _EmulatorProgram(Program):
         self.ex = ex
         sv = StatevectorExecutor(dtype=ex.dtype)
         if not ex.ancilla_elimination:
-            self.full = (sv.compile(spec), ex.damping(ex.transpiler.transpile(spec)))
+            ident = torch.tensor([[1.0] * spec.num_outputs, [0.0] * spec.num_outputs], dtype=ex.dtype)
+            damping = ex.damping(ex.transpiler.transpile(spec)) if ex.noise else ident  # no transpile without noise
+            self.full = (_exact(spec, ex.dtype).compile(spec), damping)
             return
         k = len(spec.ancilla_qubits)
         if k == 0:

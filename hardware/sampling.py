@@ -81,6 +81,7 @@ def attach_hardware(
     total_steps: int,
     emulate: bool = False,
     confirm: bool = False,
+    executor: Any = None,
     **executor_options: Any,
 ) -> Callable[[int, int], None]:
     """Make an ``on_step_begin(step_index, timestep)`` callback that puts chosen blocks on hardware.
@@ -93,6 +94,7 @@ def attach_hardware(
         total_steps: Number of denoising steps of the run.
         emulate: Use the calibrated :class:`~hardware.emulator.EmulatorExecutor` instead of submitting.
         confirm: For ``ibm:`` backends: True skips the interactive confirmation (``--yes``).
+        executor: An executor to use as it is (e.g. a study's emulator); None builds one from the options.
         **executor_options: Passed to the executor (shots, resilience, cache_dir, ancilla_elimination, ...).
 
     Returns:
@@ -111,7 +113,9 @@ def attach_hardware(
     if not exact:
         raise ValueError(f"no Q-FFN circuit in the chosen blocks ({blocks!r}); nothing to run on hardware")
     _confirm(backend_name, confirm)
-    if emulate:
+    if executor is not None:
+        hw = executor
+    elif emulate:
         from hardware.emulator import EmulatorExecutor
 
         hw = EmulatorExecutor(backend_name, **executor_options)
@@ -156,21 +160,31 @@ def hardware_step_callback(
     )
 
 
-def block_tokens(model_cfg: Any, blocks: str = "bottleneck") -> list[tuple[str, int]]:
-    """``(block, tokens per image per call)`` of every Q-FFN the model has in ``blocks``.
+def _level(block: str, levels: int) -> int:
+    """The U-Net level of a transformer block name: ``down_blocks.i`` is level i, ``up_blocks.k`` level
+    ``levels - 1 - k``, the mid block the lowest resolution."""
+    head, index = block.split(".")[:2]
+    if head == "down_blocks":
+        return int(index)
+    return levels - 1 - int(index) if head == "up_blocks" else levels - 1
 
-    Transformer blocks sit at the ``attention_levels`` of the down path (``layers_per_block`` each) and the up path
-    (``layers_per_block + 1`` each), plus one in the mid block at the lowest resolution; level ``i`` works at
-    ``latent / 2**i`` (diffusers downsamples after every level but the last).
+
+def block_tokens(model_cfg: Any, blocks: str = "bottleneck") -> list[tuple[str, int]]:
+    """``(slot, tokens per image per call)`` of every circuit slot the model has in ``blocks``.
+
+    Args:
+        model_cfg: A ``ModelConfig``.
+        blocks: ``"all"`` (every circuit slot: the Q-FFN blocks and the quanvolution) or ``"bottleneck"`` (the mid
+            block's Q-FFN).
+
+    A transformer block at level ``i`` sees ``(latent / 2**i)**2`` tokens (diffusers downsamples after every level but
+    the last); the quanvolution one token per ``k x k`` latent patch.
     """
-    latent = model_cfg.image_size // (2 ** (len(model_cfg.vae_block_channels) - 1))
-    levels = len(model_cfg.unet_block_channels)
-    out = [("mid", (latent // 2 ** (levels - 1)) ** 2)]
-    if blocks == "all":
-        for i in model_cfg.attention_levels:
-            side = latent // 2**i
-            out += [(f"down{i}.{j}", side * side) for j in range(model_cfg.layers_per_block)]
-            out += [(f"up{i}.{j}", side * side) for j in range(model_cfg.layers_per_block + 1)]
+    latent, levels = model_cfg.latent_size, len(model_cfg.unet_block_channels)
+    names = [n for n in model_cfg.quantum_block_names() if blocks == "all" or n.startswith("mid_block.")]
+    out = [(n, (latent // 2 ** _level(n, levels)) ** 2) for n in names]
+    if blocks == "all" and model_cfg.quanv_patch:
+        out.append(("conv_in.quanv", (latent // model_cfg.quanv_patch) ** 2))
     return out
 
 

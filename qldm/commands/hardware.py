@@ -3,6 +3,9 @@
 - ``qldm hardware plan --backend fake:FakeTorino --preset tiny [--set model.qffn.n_qubits=4] [--steps last:5]``
 - ``qldm hardware transpile --backend fake:FakeTorino --n-qubits 4 [--ancilla-elimination]``
 - ``qldm hardware emulate-check --backend aer-noise:FakeManilaV2 --n-qubits 2 [--shots 4000]``
+- ``qldm hardware study --run RUN --backend fake:FakeTorino --shots 64,1024 --hardware-steps last:5,all --n 100
+  --out DIR``: the same prompts and seeds sampled with the circuit exact, with shots, on the calibrated emulator
+  (with and without ancilla elimination) and on Aer's noisy simulation where it fits (:mod:`hardware.study`)
 
 Every ``--backend`` takes the one backend-name format of :mod:`hardware.backends`. Nothing is ever submitted to a
 real device without ``--yes`` or an interactive confirmation.
@@ -64,7 +67,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--shots", type=positive_int, default=4000)
     e.add_argument("--ancilla-elimination", action="store_true")
     e.add_argument("--seed", type=nonnegative_int, default=0)
-    for q in (p, t, e):
+    s = sub.add_parser(
+        "study",
+        parents=[progress_parent()],
+        help="what a device does to the pictures: images under exact, shot-noise and device-noise conditions",
+        description="Sample the same prompts and seeds of a trained run with its circuit run exactly, with shot "
+        "noise, on the calibrated emulator of --backend (faithful and ancilla-eliminated) and on Aer's noisy "
+        "simulation where the circuit is narrow enough; FID, HF ratio, hair colour, pixel change against exact "
+        "and modelled QPU seconds per image go to OUT/study.json, the curves to OUT/study.png. A rerun skips the "
+        "conditions already sampled.",
+    )
+    s.add_argument("--run", required=True, help="a finished run whose model runs a circuit")
+    s.add_argument("--backend", required=True, help="a calibrated backend: fake:<FakeName> or ibm:<device>")
+    s.add_argument("--shots", default="64,256,1024,4096", help="shot counts, comma-separated (default %(default)s)")
+    s.add_argument(
+        "--hardware-steps",
+        default="last:5,all",
+        help="denoising steps that run on the device, one study axis per selector: last:K | all | i-j "
+        "(default %(default)s)",
+    )
+    s.add_argument(
+        "--kinds",
+        default="exact,shots,emulator,emulator-elim,aer",
+        help="conditions to run (default %(default)s; aer only where the circuit is narrow enough)",
+    )
+    s.add_argument("--n", type=positive_int, default=100, help="images per condition (default %(default)s)")
+    s.add_argument("--seed", type=nonnegative_int, default=0, help="sampling seed (default %(default)s)")
+    s.add_argument("--batch-size", type=positive_int, default=50, help="images per pipeline call (default %(default)s)")
+    s.add_argument("--out", required=True, help="study folder")
+    for q in (p, t, e, s):
         q.add_argument("--yes", action="store_true", help="confirm use of a real device (ibm:)")
 
 
@@ -144,7 +175,62 @@ def _emulate_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hardware.study import KINDS, parse_shots, parse_step_selectors
+    from qldm.commands.common import reading, word_list
+    from qldm.config import load_config
+
+    shots = parse_shots(args.shots)
+    kinds = word_list(args.kinds)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(f"--kinds takes {list(KINDS)}, got {args.kinds!r}")
+    with reading(args.run):
+        cfg = load_config(Path(args.run) / "pipeline" if (Path(args.run) / "pipeline").is_dir() else args.run)
+    if not cfg.model.uses_circuit:
+        raise ValueError(f"{args.run}: its model has no circuit (no Q-FFN or quanvolution runs one)")
+    steps = parse_step_selectors(args.hardware_steps, cfg.sample.steps)
+    if args.backend.startswith("ibm:") and not args.yes:
+        return _print_cost(cfg, args.backend, shots, steps)
+    from hardware.backends import resolve_backend
+
+    if not resolve_backend(args.backend).has_calibration:
+        raise ValueError(
+            f"{args.backend} has no calibration data; a device study needs fake:<FakeName> or ibm:<device>"
+        )
+    from hardware.study_run import run_study
+
+    study = run_study(args.run, backend=args.backend, kinds=kinds, shots=shots, steps=steps, n=args.n, out=args.out,
+                      seed=args.seed, batch_size=args.batch_size, show_progress=not args.no_progress)  # fmt: skip
+    print(f"{'condition':<34}{'FID':>8}{'pixel change':>14}{'QPU s/image':>13}")
+    for r in study["conditions"]:
+        fid = f"{r['fid']:.2f}" if r["fid"] is not None else "-"
+        print(f"{r['key']:<34}{fid:>8}{r['pixel_change']['mean']:>14.3f}{r['qpu_seconds_per_image']:>13.1f}")
+    print(f"wrote {Path(args.out) / 'study.json'} and study.png")
+    return 0
+
+
+def _print_cost(cfg, backend: str, shots: list[int], steps: list[str]) -> int:
+    """What a study on a real device would cost, from the timing model; nothing is submitted."""
+    from hardware.sampling import plan
+    from hardware.study import steps_selector
+
+    print(f"{backend} is a real device: nothing submitted without --yes. Modelled QPU time per image:")
+    for sel in steps:
+        for s in shots:
+            p = plan(cfg.model, backend, blocks="all", steps=steps_selector(sel), total_steps=cfg.sample.steps,
+                     shots=s)  # fmt: skip
+            print(f"  steps {sel}, {s} shots: {p['pubs']} PUBs, {p['qpu_time_model_s']:.0f} s (a model)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.hw_command == "study" and args.backend.startswith("ibm:"):
+        backend_name(args.backend)
+        return _study(args)  # prints the modelled cost and submits nothing without --yes
     backend_name(args.backend)
     _check_real(args.backend, args.yes)
-    return {"plan": _plan, "transpile": _transpile, "emulate-check": _emulate_check}[args.hw_command](args)
+    handlers = {"plan": _plan, "transpile": _transpile, "emulate-check": _emulate_check, "study": _study}
+    return handlers[args.hw_command](args)

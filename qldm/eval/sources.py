@@ -193,12 +193,12 @@ def load_image_set(folder: str | Path) -> tuple[torch.Tensor, list[str], dict[st
 
 @torch.no_grad()
 def sample_images(
-    pipe: Any, prompts: list[str], *, seed: int, steps: int, guidance: float, batch_size: int = 64
+    pipe: Any, prompts: list[str], *, seed: int, steps: int, guidance: float, batch_size: int = 64, **pipe_kwargs: Any
 ) -> torch.Tensor:
     """Generate one image per prompt: ``(N, 3, H, W)`` in [-1, 1].
 
     One ``torch.Generator`` seeded with ``seed`` drives all batches in order, so a (run, seed) pair always
-    gives the same images.
+    gives the same images. ``pipe_kwargs`` go to every pipeline call (e.g. ``on_step_begin``).
     """
     generator = torch.Generator().manual_seed(int(seed))
     out = []
@@ -209,6 +209,7 @@ def sample_images(
             guidance_scale=guidance,
             generator=generator,
             output_type="pt",
+            **pipe_kwargs,
         ).images  # (b, 3, H, W) in [0, 1]
         out.append(torch.as_tensor(batch).float().cpu() * 2.0 - 1.0)
     return torch.cat(out)
