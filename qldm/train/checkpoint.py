@@ -9,10 +9,15 @@ A checkpoint is a directory ``checkpoints/step-00000123/`` holding
   batch within the epoch, global step) and, for a model with Q-FFNs, ``quantum``: its ``circuit_metadata()`` (the
   circuit fingerprint) and every block's ``executor.describe()``.
 
-It is written into a hidden temporary directory and renamed into place with ``os.replace``, which is atomic on one
-file system: a run killed mid-write leaves the previous checkpoint untouched and at most a stale ``.tmp-*`` folder,
-which the next save removes. Loading refuses a checkpoint whose circuit fingerprint differs from the model's, and
-:func:`newest_loadable` skips a damaged checkpoint (a truncated file, a full disk) for the newest intact one.
+Rotation never leaves zero intact checkpoints. A save writes a hidden ``.tmp-step-*`` folder, fsyncs it, renames it
+into place with ``os.replace`` (atomic on one file system) and only then removes what it supersedes: a checkpoint of
+the same step is first moved aside to ``.old-step-*``, older ones beyond ``keep`` to ``.del-step-*``. A run killed at
+any point of this leaves the previous checkpoint, a complete ``.tmp-step-*`` or both. :func:`recover_interrupted`
+(run by the next save and by a resuming training, under the run lock) reads every such leftover before deciding: a
+complete new save is installed, a moved-aside checkpoint whose replacement never arrived is put back, and only what
+reads as incomplete or superseded is removed. Loading refuses a checkpoint whose circuit fingerprint differs from the
+model's, and :func:`newest_loadable` skips a damaged checkpoint (a truncated file, a full disk) for the newest intact
+one.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import random
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +51,36 @@ __all__ = [
     "read_checkpoint",
     "newest_loadable",
     "CheckpointDamaged",
+    "recover_interrupted",
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
+_LEFTOVER = re.compile(r"^\.(tmp|old|del)-step-(\d{8})-\d+$")
+
+# Fault injection: called with the name of each phase of a save as it is reached ("writing", "written", "synced",
+# "moved-aside", "installed", "discarding", "done"). Tests set it to end the process there, as a kill would, so
+# that every partial state of a rotation is resumed from; it is None in normal use.
+PHASE_HOOK: Callable[[str], None] | None = None
+
+
+def _phase(name: str) -> None:
+    if PHASE_HOOK is not None:
+        PHASE_HOOK(name)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a directory entry to disk, so a rename that follows cannot land before the data."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for child in folder.iterdir():
+        _fsync(child)
+    _fsync(folder)
 
 
 @dataclass(frozen=True)
@@ -135,13 +168,13 @@ def save_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    recover_interrupted(root)
     final = root / f"step-{position.step:08d}"
     tmp = root / f".tmp-step-{position.step:08d}-{os.getpid()}"
     tmp.mkdir()
     try:
         save_file(_named_tensors(unet), str(tmp / "unet.safetensors"))
+        _phase("writing")
         save_file(_ema_tensors(unet, ema), str(tmp / "ema.safetensors"))
         save_config(cfg, tmp / "run_config.json")
         ema_meta = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
@@ -156,16 +189,102 @@ def save_checkpoint(
             "extra": extra or {},
             "quantum": _quantum_state(unet),
         }
-        torch.save(state, tmp / "state.pt")
-        if final.exists():  # same step saved twice (e.g. end of epoch == end of run): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        torch.save(state, tmp / "state.pt")  # written last: a readable state.pt means the folder is complete
+        _phase("written")
+        _fsync_tree(tmp)
+        _phase("synced")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # an incomplete save; the previous checkpoints are untouched
         raise
+    _install(tmp, final)
     for old in _step_dirs(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
+    _phase("done")
     return final
+
+
+def _install(new: Path, final: Path) -> None:
+    """Rename the complete folder ``new`` to ``final``; a checkpoint already there is moved aside first, not deleted.
+
+    At every instant a complete copy exists: ``final`` itself, or ``new`` plus the moved-aside ``.old-step-*``.
+    """
+    root = final.parent
+    aside = None
+    if final.exists():  # the same step saved twice (e.g. mid-epoch, then at the epoch's end)
+        aside = root / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, aside)
+        _fsync(root)
+        _phase("moved-aside")
+    os.replace(new, final)
+    _fsync(root)
+    _phase("installed")
+    if aside is not None:
+        shutil.rmtree(aside)
+
+
+def _discard(folder: Path) -> None:
+    """Remove a superseded checkpoint: renamed out of the ``step-*`` names first, so no half-deleted one remains."""
+    match = _STEP_DIR.match(folder.name)
+    doomed = folder.with_name(f".del-step-{match.group(1)}-{os.getpid()}") if match else folder
+    os.replace(folder, doomed)
+    _phase("discarding")
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _reads_whole(folder: Path) -> bool:
+    try:
+        read_checkpoint(folder)
+    except (CheckpointDamaged, FileNotFoundError):
+        return False
+    return True
+
+
+def recover_interrupted(root: str | os.PathLike) -> list[str]:
+    """Finish or undo a save that a killed process left half done. Call it only while holding the run folder.
+
+    Every leftover is read before anything is removed:
+
+    - a complete ``.tmp-step-N-*`` is the newest save: it is installed as ``step-N`` (a ``step-N`` already there is
+      superseded); an incomplete one died mid-write and is removed;
+    - an ``.old-step-N-*`` is a checkpoint moved aside for a save of the same step: put back if ``step-N`` is
+      missing, removed once ``step-N`` reads whole;
+    - a ``.del-step-*`` was being deleted by rotation and is removed.
+
+    Args:
+        root: The ``checkpoints/`` folder (a missing one holds nothing to recover).
+
+    Returns:
+        One line per leftover that was installed or put back (also issued as a warning).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    leftovers: dict[str, list[tuple[Path, str]]] = {"tmp": [], "old": [], "del": []}
+    for path in sorted(root.iterdir()):
+        match = _LEFTOVER.match(path.name)
+        if match and path.is_dir():
+            leftovers[match.group(1)].append((path, f"step-{match.group(2)}"))
+    notes = []
+    for path, _ in leftovers["del"]:
+        shutil.rmtree(path, ignore_errors=True)
+    for path, name in leftovers["tmp"]:
+        if _reads_whole(path):
+            _install(path, root / name)
+            notes.append(f"installed {name} from {path.name}, a complete save interrupted before its rename")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    for path, name in leftovers["old"]:
+        final = root / name
+        if not final.exists() and _reads_whole(path):
+            os.replace(path, final)
+            _fsync(root)
+            notes.append(f"restored {name} from {path.name}, moved aside by an interrupted save")
+        elif final.exists() and _reads_whole(final):
+            shutil.rmtree(path, ignore_errors=True)
+        # else: neither copy reads whole; keep it for the user to inspect rather than delete the last data
+    for note in notes:
+        warnings.warn(f"{root}: {note}", UserWarning, stacklevel=2)
+    return notes
 
 
 def _step_dirs(root: Path) -> list[Path]:

@@ -46,6 +46,7 @@ from qldm.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     newest_loadable,
+    recover_interrupted,
     save_checkpoint,
 )
 from qldm.train.components import build_unet, cache_latents, encode_texts, gate_values, grad_norms, load_dataset
@@ -192,8 +193,13 @@ def train(
     cfg = resolve_precision(cfg, cuda=torch.cuda.is_available())
     accelerator = dist.make_accelerator(cfg.train.mixed_precision)
     with contextlib.ExitStack() as stack:
-        # one writer per folder: the main process holds the lock until the run ends (or dies)
-        dist.on_main_first(accelerator, lambda: stack.enter_context(RunLock(run_dir)), lambda: None)
+        # one writer per folder: the main process holds the lock until the run ends (or dies), and under it finishes
+        # or undoes a checkpoint save that a killed run left half done, before any rank looks for checkpoints
+        def hold() -> None:
+            stack.enter_context(RunLock(run_dir))
+            recover_interrupted(run_dir / "checkpoints")
+
+        dist.on_main_first(accelerator, hold, lambda: None)
         quiet = contextlib.nullcontext() if accelerator.is_main_process else warnings.catch_warnings()
         with quiet:
             if not accelerator.is_main_process:
