@@ -2,7 +2,9 @@
 
 A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``run(args) -> int`` and, optionally,
 ``parents() -> list[ArgumentParser]``: the shared option sets of :mod:`qldm.commands.common` it takes
-(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command.
+(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command; and
+``output_lock(args)``: the :class:`~qldm.train.runlock.RunLock` of what it writes (or None), held while it runs, so a
+second writer of the same output is refused with one line before it does any work.
 
 Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk)
 and a hardware job that failed after its retries each end the command with one line on stderr, ``qldm CMD: error:
@@ -12,6 +14,7 @@ and a hardware job that failed after its retries each end the command with one l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import typing
@@ -92,9 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qldm {args.command}: this command is not available in this build", file=sys.stderr)
         return 2
     if args.debug:
-        return int(module.run(args) or 0)  # tracebacks as they are
+        with _output_lock(module, args):
+            return int(module.run(args) or 0)  # tracebacks as they are
     try:
-        return int(module.run(args) or 0)
+        with _output_lock(module, args):
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"qldm {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -104,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"qldm {args.command}: error: {message}", file=sys.stderr)
         return code
+
+
+def _output_lock(module, args: argparse.Namespace) -> typing.ContextManager:
+    lock = module.output_lock(args) if hasattr(module, "output_lock") else None
+    return contextlib.nullcontext() if lock is None else lock
 
 
 def _expected_error(err: Exception) -> tuple[str | None, int]:

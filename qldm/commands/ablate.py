@@ -165,3 +165,10 @@ def _markdown(report: dict) -> str:
         cells = [f"{d[k]['delta']:+.4g} [{d[k]['ci_low']:+.4g}, {d[k]['ci_high']:+.4g}]" for k in d]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out`` (image sets and report)."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)

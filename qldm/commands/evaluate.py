@@ -215,3 +215,10 @@ def run(args: argparse.Namespace) -> int:
     print(paths["markdown"].read_text())
     print(f"report -> {paths['markdown']}, {paths['json']}")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out`` (samples and report)."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)

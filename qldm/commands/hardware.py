@@ -148,3 +148,12 @@ def run(args: argparse.Namespace) -> int:
     backend_name(args.backend)
     _check_real(args.backend, args.yes)
     return {"plan": _plan, "transpile": _transpile, "emulate-check": _emulate_check}[args.hw_command](args)
+
+
+def output_lock(args: argparse.Namespace):
+    """``plan --json FILE`` holds that file. ``transpile`` writes only to the shared circuit cache, which is safe for
+    concurrent processes (unique temporary names, atomic renames, entries checked on read), and ``emulate-check``
+    writes nothing."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock.for_file(args.json) if getattr(args, "json", None) else None

@@ -213,3 +213,10 @@ def run(args: argparse.Namespace) -> int:
     grid = save_grid(np.stack(images), out / "grid.png", nrow=args.n)
     print(f"{len(images)} images -> {out / 'images'}; grid {grid} (rows = prompts, see prompts.txt)")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out``: two samplings into one folder would pay for hardware jobs twice."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)
