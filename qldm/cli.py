@@ -6,9 +6,10 @@ A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``
 ``output_lock(args)``: the :class:`~qldm.train.runlock.RunLock` of what it writes (or None), held while it runs, so a
 second writer of the same output is refused with one line before it does any work.
 
-Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk)
-and a hardware job that failed after its retries each end the command with one line on stderr, ``qldm CMD: error:
-...``, and exit code 2 (1 for a failed hardware job); the global ``--debug`` flag shows the traceback instead.
+Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk),
+running out of memory and a hardware job that failed after its retries each end the command with one line on
+stderr, ``qldm CMD: error: ...``, and exit code 2 (1 for a failed hardware job); the global ``--debug`` flag shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -125,6 +126,11 @@ def _expected_error(err: Exception) -> tuple[str | None, int]:
     if isinstance(err, OSError):
         where = f": {err.filename}" if err.filename else ""
         return _one_line(f"{err.strerror or err}{where}"), 2
+    torch = sys.modules.get("torch")  # never imported here: only a command that loaded it can run out of its memory
+    if isinstance(err, MemoryError) or (torch is not None and isinstance(err, torch.OutOfMemoryError)):
+        reason = (str(err).strip().splitlines() or [""])[0]
+        hint = "ask for less (fewer images, a smaller batch, circuit or model)"
+        return _one_line(f"out of memory{': ' + reason if reason else ''}; {hint}"), 2
     if isinstance(err, ValueError):
         return _one_line(err), 2
     jobs = sys.modules.get("hardware.jobs")  # loaded only if a job ran; never imported here (it builds on qldm)

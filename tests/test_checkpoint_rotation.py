@@ -12,8 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from qldm.config import apply_overrides, make_preset
-from qldm.train import checkpoint as ckpt
-from qldm.train import train
+from qldm.train import rotation, train
 from qldm.train.checkpoint import latest_checkpoint, read_checkpoint, recover_interrupted
 
 # 16 micro faces at batch 8: 2 steps per epoch, 4 in all. One checkpoint kept and one saved after every step, so
@@ -58,7 +57,7 @@ def _train_until_killed(cfg, out: str, save: int, phase: str) -> None:
         if seen["saves"] == save and name == phase:
             os._exit(KILLED)  # no cleanup, no finally blocks, no flushed buffers: a hard kill
 
-    ckpt.PHASE_HOOK = hook
+    rotation.PHASE_HOOK = hook
     train(cfg, out, **QUIET)
     os._exit(0)
 

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from qldm.commands.common import reading
+    from qldm.commands.common import check_image_memory, reading
     from qldm.eval.attributes import judge_for_source
     from qldm.eval.features import make_extractor
     from qldm.eval.report import REAL_LABEL, measure_set, write_report
@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             pipe.unet.set_quantum_executor(args.quantum_executor)
         name, label = Path(run_dir).resolve().name, run_label(cfg.model)
         source, size = cfg.data.source, cfg.data.image_size
+        # the held-out and feature reference sets (2n) and one sampled set (n) are in memory at once
+        check_image_memory(3 * args.n, size, copies=1, what=f"--n {args.n} x 3 sets")
         prompts = evaluation_prompts(source, args.n)
         key, feats = reference(source, size, prompts)
         guidance = cfg.sample.guidance if args.guidance is None else args.guidance

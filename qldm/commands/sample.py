@@ -12,6 +12,7 @@ import argparse
 
 from qldm.commands.common import (
     backend_name,
+    check_image_memory,
     finite_float,
     nonnegative_int,
     out_parent,
@@ -171,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
     if args.quantum_executor:
         pipe.unet.set_quantum_executor(args.quantum_executor)
     prompts = args.prompt or list(cfg.sample.prompts)
+    # every image stays in memory for the grid, then once more in the stacked grid array
+    what = f"--n {args.n} x {len(prompts)} prompt(s)"
+    check_image_memory(len(prompts) * args.n, cfg.data.image_size, copies=2, what=what)
     steps = cfg.sample.steps if args.steps is None else args.steps
     guidance = cfg.sample.guidance if args.guidance is None else args.guidance
     out = Path(args.out)

@@ -22,13 +22,13 @@ one.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
 import re
 import shutil
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from safetensors.torch import load_file, save_file
 
 from qldm.config import RunConfig, save_config
 from qldm.models.unet import check_circuit_compatible
+from qldm.train import rotation
+from qldm.train.rotation import recover_interrupted
 
 __all__ = [
     "Position",
@@ -55,32 +57,6 @@ __all__ = [
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
-_LEFTOVER = re.compile(r"^\.(tmp|old|del)-step-(\d{8})-\d+$")
-
-# Fault injection: called with the name of each phase of a save as it is reached ("writing", "written", "synced",
-# "moved-aside", "installed", "discarding", "done"). Tests set it to end the process there, as a kill would, so
-# that every partial state of a rotation is resumed from; it is None in normal use.
-PHASE_HOOK: Callable[[str], None] | None = None
-
-
-def _phase(name: str) -> None:
-    if PHASE_HOOK is not None:
-        PHASE_HOOK(name)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or a directory entry to disk, so a rename that follows cannot land before the data."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for child in folder.iterdir():
-        _fsync(child)
-    _fsync(folder)
 
 
 @dataclass(frozen=True)
@@ -168,13 +144,13 @@ def save_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    recover_interrupted(root)
+    rotation.recover_interrupted(root)
     final = root / f"step-{position.step:08d}"
     tmp = root / f".tmp-step-{position.step:08d}-{os.getpid()}"
     tmp.mkdir()
     try:
         save_file(_named_tensors(unet), str(tmp / "unet.safetensors"))
-        _phase("writing")
+        rotation.phase("writing")
         save_file(_ema_tensors(unet, ema), str(tmp / "ema.safetensors"))
         save_config(cfg, tmp / "run_config.json")
         ema_meta = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
@@ -190,101 +166,40 @@ def save_checkpoint(
             "quantum": _quantum_state(unet),
         }
         torch.save(state, tmp / "state.pt")  # written last: a readable state.pt means the folder is complete
-        _phase("written")
-        _fsync_tree(tmp)
-        _phase("synced")
-    except BaseException:
+        rotation.phase("written")
+        rotation.fsync_tree(tmp)
+        rotation.phase("synced")
+    except BaseException as err:
+        free, written = shutil.disk_usage(root).free, _size(tmp)  # measured before the partial copy is removed
         shutil.rmtree(tmp, ignore_errors=True)  # an incomplete save; the previous checkpoints are untouched
+        _raise_if_out_of_space(err, root, free=free, need=max([written] + [_size(p) for p in _step_dirs(root)]))
         raise
-    _install(tmp, final)
+    rotation.install(tmp, final)
     for old in _step_dirs(root)[:-keep]:
-        _discard(old)
-    _phase("done")
+        rotation.discard(old)
+    rotation.phase("done")
     return final
 
 
-def _install(new: Path, final: Path) -> None:
-    """Rename the complete folder ``new`` to ``final``; a checkpoint already there is moved aside first, not deleted.
-
-    At every instant a complete copy exists: ``final`` itself, or ``new`` plus the moved-aside ``.old-step-*``.
-    """
-    root = final.parent
-    aside = None
-    if final.exists():  # the same step saved twice (e.g. mid-epoch, then at the epoch's end)
-        aside = root / f".old-{final.name}-{os.getpid()}"
-        os.replace(final, aside)
-        _fsync(root)
-        _phase("moved-aside")
-    os.replace(new, final)
-    _fsync(root)
-    _phase("installed")
-    if aside is not None:
-        shutil.rmtree(aside)
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
 
 
-def _discard(folder: Path) -> None:
-    """Remove a superseded checkpoint: renamed out of the ``step-*`` names first, so no half-deleted one remains."""
-    match = _STEP_DIR.match(folder.name)
-    doomed = folder.with_name(f".del-step-{match.group(1)}-{os.getpid()}") if match else folder
-    os.replace(folder, doomed)
-    _phase("discarding")
-    shutil.rmtree(doomed, ignore_errors=True)
-
-
-def _reads_whole(folder: Path) -> bool:
-    try:
-        read_checkpoint(folder)
-    except (CheckpointDamaged, FileNotFoundError):
-        return False
-    return True
-
-
-def recover_interrupted(root: str | os.PathLike) -> list[str]:
-    """Finish or undo a save that a killed process left half done. Call it only while holding the run folder.
-
-    Every leftover is read before anything is removed:
-
-    - a complete ``.tmp-step-N-*`` is the newest save: it is installed as ``step-N`` (a ``step-N`` already there is
-      superseded); an incomplete one died mid-write and is removed;
-    - an ``.old-step-N-*`` is a checkpoint moved aside for a save of the same step: put back if ``step-N`` is
-      missing, removed once ``step-N`` reads whole;
-    - a ``.del-step-*`` was being deleted by rotation and is removed.
-
-    Args:
-        root: The ``checkpoints/`` folder (a missing one holds nothing to recover).
-
-    Returns:
-        One line per leftover that was installed or put back (also issued as a warning).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    leftovers: dict[str, list[tuple[Path, str]]] = {"tmp": [], "old": [], "del": []}
-    for path in sorted(root.iterdir()):
-        match = _LEFTOVER.match(path.name)
-        if match and path.is_dir():
-            leftovers[match.group(1)].append((path, f"step-{match.group(2)}"))
-    notes = []
-    for path, _ in leftovers["del"]:
-        shutil.rmtree(path, ignore_errors=True)
-    for path, name in leftovers["tmp"]:
-        if _reads_whole(path):
-            _install(path, root / name)
-            notes.append(f"installed {name} from {path.name}, a complete save interrupted before its rename")
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-    for path, name in leftovers["old"]:
-        final = root / name
-        if not final.exists() and _reads_whole(path):
-            os.replace(path, final)
-            _fsync(root)
-            notes.append(f"restored {name} from {path.name}, moved aside by an interrupted save")
-        elif final.exists() and _reads_whole(final):
-            shutil.rmtree(path, ignore_errors=True)
-        # else: neither copy reads whole; keep it for the user to inspect rather than delete the last data
-    for note in notes:
-        warnings.warn(f"{root}: {note}", UserWarning, stacklevel=2)
-    return notes
+def _raise_if_out_of_space(err: BaseException, root: Path, *, free: int, need: int) -> None:
+    """Raise a one-line ``OSError(ENOSPC)`` naming ``root`` and the space a checkpoint needs, if ``err`` was a full
+    disk. torch and safetensors report a failed write as a ``RuntimeError`` without the errno, so a failed write
+    with (almost) no space left on the device is taken for a full disk."""
+    nospace = isinstance(err, OSError) and err.errno == errno.ENOSPC
+    failed_write = isinstance(err, (RuntimeError, SafetensorError, OSError)) and free < max(need // 4, 1 << 20)
+    if not (nospace or failed_write):
+        return
+    mib, left = 1 << 20, shutil.disk_usage(root).free
+    raise OSError(
+        errno.ENOSPC,
+        f"no space left to write a checkpoint (about {need / mib:.1f} MiB needed, {left / mib:.1f} MiB free; the "
+        "previous checkpoints are intact); free some space and rerun with --resume",
+        str(root),
+    ) from err
 
 
 def _step_dirs(root: Path) -> list[Path]:
