@@ -32,6 +32,7 @@ __all__ = [
     "finite_float",
     "int_at_least",
     "int_list",
+    "nonnegative_float",
     "nonnegative_int",
     "out_parent",
     "positive_float",
@@ -140,6 +141,14 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite float >= 0 (an argparse ``type``: guidance scales). Raises ``argparse.ArgumentTypeError`` otherwise."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from qldm.commands.common import (
-    finite_float,
     int_at_least,
+    nonnegative_float,
     out_parent,
     positive_int,
     progress_parent,
@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n", type=int_at_least(2), default=200, help="--run: images per run and seed (>= 2; default 200)"
     )
     parser.add_argument("--steps", type=positive_int, default=25, help="--run: sampler steps (default 25)")
-    parser.add_argument("--guidance", type=finite_float, help="--run: CFG scale (default: each run's sample.guidance)")
+    parser.add_argument(
+        "--guidance", type=nonnegative_float, help="--run: CFG scale >= 0, 1 = off (default: the run's sample.guidance)"
+    )
     parser.add_argument("--seeds", default="0,1,2", help="--run: sampling seeds, comma-separated (default 0,1,2)")
     parser.add_argument(
         "--inception", help="local torch-fidelity Inception-v3 weights (.pth); default: offline features"
