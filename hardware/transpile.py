@@ -255,9 +255,10 @@ class Transpiler:
         try:
             with open(path, "rb") as fh:
                 isa = qpy.load(fh)[0]
-            source = sorted(p.name for p in circuit.parameters)
-            if sorted(p.name for p in isa.parameters) != source:
-                raise ValueError(f"its parameters differ from the circuit's {len(source)}")
+            source = {p.name for p in circuit.parameters}
+            foreign = sorted({p.name for p in isa.parameters} - source)  # the pass manager may drop, never add
+            if foreign:
+                raise ValueError(f"it has parameters {foreign[:3]} the circuit does not")
             if isa.num_qubits > self.backend.num_qubits or isa.num_qubits < circuit.num_qubits:
                 raise ValueError(f"it has {isa.num_qubits} qubits")
             if self.backend.kind == "aer":
