@@ -98,3 +98,11 @@ def test_every_writing_command_refuses_a_busy_output(tmp_path, capsys, argv, out
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is in use by another qldm process" in err[0] and str(out) in err[0], err
         assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_a_refused_command_leaves_no_trace_of_its_lock(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["sample", "--run", str(tmp_path / "no-such-run"), "--out", str(out)]) == 2
+    assert main(["bp", "--design", "nonsense", "--out", str(tmp_path / "study.json")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder, no lock file, no owner record

@@ -66,6 +66,7 @@ class RunLock:
         self.owner_path = self.folder / f"{name}.json"
         self.what = what or f"run folder {self.folder}"
         self._lock = None
+        self._created = False
 
     @classmethod
     def for_file(cls, path: str | os.PathLike) -> RunLock:
@@ -76,6 +77,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         from filelock import Timeout
 
+        self._created = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = file_lock(self.path, timeout=0)
         try:
@@ -102,6 +104,15 @@ class RunLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._lock is None:
+            return
+        # Tidy up while still holding the lock: nobody waits on a RunLock (it never blocks), so a process that
+        # opened the old lock file is refused until the release, and one that comes later creates a fresh file.
+        # A command refused before writing anything thus leaves no trace, not even the folder it would have made.
+        for path in (self.owner_path, self.path):
+            path.unlink(missing_ok=True)
+        if self._created:
+            with contextlib.suppress(OSError):  # not empty: the command wrote there, keep it
+                self.folder.rmdir()
+        self._lock.release()
+        self._lock = None
