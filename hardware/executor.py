@@ -13,7 +13,9 @@ With a ``cache_dir``, every PUB is paid for at most once (see :mod:`hardware.job
 (keyed by transpiled circuit, parameter values and options) as that job finishes, each job id is journaled durably in
 ``<cache_dir>/jobs.jsonl`` right after submission, and a rerun collects a journaled ``ibm:`` job from the service
 instead of submitting it again (Aer and local-testing-mode jobs die with the process). A failed ``job.result()`` polls
-the same job. Every job id is logged at INFO level; no credential is ever logged.
+the same job. Processes sharing a ``cache_dir`` take turns per job (an flock on ``<cache_dir>/.jobs.lock``, which
+dies with its process): each checks the results cache and the journal under the lock before it submits, so two
+processes never pay for the same PUB. Every job id is logged at INFO level; no credential is ever logged.
 """
 
 from __future__ import annotations
@@ -221,17 +223,37 @@ class RuntimeExecutor(Executor):
         out: list[np.ndarray] = []
         for start in range(0, len(pubs), self.max_pubs_per_job):
             chunk = list(pubs[start : start + self.max_pubs_per_job])
-            if keys is None:
-                job_key = uuid.uuid4().hex  # nothing to match a rerun against: never collected
-            else:
-                job_key = hashlib.sha256("".join(keys[start : start + len(chunk)]).encode()).hexdigest()[:32]
-            result = self.runner.run(job_key, chunk)
-            evs = [np.asarray(r.data.evs, dtype=float) for r in result]
-            if keys is not None:
-                for key, ev in zip(keys[start : start + len(chunk)], evs):
-                    self.results.put(key, ev)  # as this job finishes: a later failure keeps it
-            out.extend(evs)
+            if keys is None:  # nothing to match a rerun or another process against: never shared
+                result = self.runner.run(uuid.uuid4().hex, chunk)
+                out.extend(np.asarray(r.data.evs, dtype=float) for r in result)
+                continue
+            out.extend(self._run_shared(chunk, list(keys[start : start + len(chunk)])))
         return out
+
+    def _run_shared(self, pubs: list[tuple], keys: list[str]) -> list[np.ndarray]:
+        """One job's PUBs, under the cache's job lock: what another process finished meanwhile is not paid again.
+
+        The lock is held from the cache and journal check through submission to the results entering the cache, so
+        a second process sharing the cache waits and then finds the results instead of submitting the same PUBs.
+        """
+        with self.results.job_lock():
+            # another process may have run them since our first look
+            evs = [self.results.get(key, _evs_shape(pub)) for key, pub in zip(keys, pubs)]
+            missing = [i for i, ev in enumerate(evs) if ev is None]
+            if missing:
+                self.runner.journal.reload()  # ids journaled by other processes since this one started
+                todo_keys = [keys[i] for i in missing]
+                job_key = hashlib.sha256("".join(todo_keys).encode()).hexdigest()[:32]
+                result = self.runner.run(job_key, [pubs[i] for i in missing])
+                for i, key, r in zip(missing, todo_keys, result):
+                    evs[i] = np.asarray(r.data.evs, dtype=float)
+                    self.results.put(key, evs[i])  # as this job finishes: a later failure keeps it
+        return evs
+
+
+def _evs_shape(pub: tuple) -> tuple[int, int]:
+    """The ``evs`` shape of a PUB ``(circuit, observables (n_obs, 1), values (B, P), ...)``: ``(n_obs, B)``."""
+    return (len(pub[1]), len(pub[2]))
 
 
 class _RuntimeProgram(Program):
@@ -314,10 +336,10 @@ class _RuntimeProgram(Program):
             for r0 in range(0, values.shape[0], ex.max_parameter_sets_per_pub):
                 rows = values[r0 : r0 + ex.max_parameter_sets_per_pub]
                 key = self._key(t, rows, precision)
-                cached = self._load(key)
+                pub = (t.circuit, obs, rows) if precision is None else (t.circuit, obs, rows, precision)
+                cached = self.executor.results.get(key, _evs_shape(pub))  # a damaged entry reads as missing
                 results.append(cached)
                 if cached is None:
-                    pub = (t.circuit, obs, rows) if precision is None else (t.circuit, obs, rows, precision)
                     todo.append((len(results) - 1, key, pub))
         if todo:
             evs = ex.submit(
@@ -328,9 +350,6 @@ class _RuntimeProgram(Program):
         per_pub = [np.asarray(r).reshape(self.spec.num_outputs, -1).T for r in results]  # (rows, n_obs) each
         stacked = np.concatenate(per_pub, axis=0)  # (n_branches * B, n_obs), branch-major
         return stacked.reshape(-1, inputs.shape[0], self.spec.num_outputs).mean(axis=0)  # (B, n_obs)
-
-    def _load(self, key: str) -> np.ndarray | None:
-        return self.executor.results.get(key)  # a damaged entry reads as missing and is recomputed
 
     def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) and not self._warned:

@@ -15,18 +15,20 @@ Nothing here knows Qiskit: a job is anything with ``job_id()``, ``result()`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ResultCache", "JobJournal", "JobRunner", "HardwareJobError", "FAILED_STATES"]
+__all__ = ["ResultCache", "JobJournal", "JobRunner", "HardwareJobError", "FAILED_STATES", "atomic_write"]
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,31 @@ class HardwareJobError(RuntimeError):
     """A job failed after all retries."""
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Any]:
+    """A binary file handle whose contents replace ``path`` whole, or not at all.
+
+    The temporary file has a unique name in the same folder (two processes never write one file) and is fsynced,
+    then renamed over ``path``; on an error it is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class ResultCache:
     """``key -> float64 array`` on disk (``<root>/results/<key>.npy``), written atomically.
 
-    A damaged entry (truncated by a crash or a full disk) reads as missing, is deleted, and gets recomputed.
+    A damaged or mismatched entry reads as missing, is deleted, and gets recomputed (see :meth:`get`).
 
     Args:
         root: Cache folder; ``None`` keeps nothing.
@@ -55,28 +77,46 @@ class ResultCache:
     def _path(self, key: str) -> Path | None:
         return None if self.root is None else Path(self.root) / "results" / f"{key}.npy"
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The entry for ``key``, or None if there is none or it cannot be trusted.
+
+        A damaged entry (truncated by a crash or a full disk), or one of another shape than ``shape`` or not float64
+        (a foreign or stale file), gets a one-line warning naming the file, is deleted and reads as missing, so it
+        is recomputed.
+        """
         path = self._path(key)
         if path is None or not path.is_file():
             return None
         try:
-            return np.load(path, allow_pickle=False)
+            value = np.load(path, allow_pickle=False)
+            if value.dtype != np.float64 or (shape is not None and value.shape != tuple(shape)):
+                raise ValueError(f"holds {value.dtype} {value.shape}, expected float64 {shape}")
         except (ValueError, OSError, EOFError) as err:
-            log.warning("damaged cache entry %s (%s): recomputing it", path, err)
+            reason = " ".join(str(err).split()) or type(err).__name__
+            log.warning("damaged results cache entry %s (%s): recomputing it", path, reason)
             path.unlink(missing_ok=True)
             return None
+        return value
 
     def put(self, key: str, value: np.ndarray) -> None:
         path = self._path(key)
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        with open(tmp, "wb") as fh:
+        with atomic_write(path) as fh:
             np.save(fh, np.asarray(value, dtype=np.float64))
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+
+    def job_lock(self) -> contextlib.AbstractContextManager:
+        """Exclusive use of this cache's jobs across processes (waits for it); a no-op without a cache folder.
+
+        An flock, so a killed holder frees it at once.
+        """
+        if self.root is None:
+            return contextlib.nullcontext()
+        from qldm.train.runlock import file_lock
+
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        return file_lock(Path(self.root) / ".jobs.lock")
 
 
 @dataclass
@@ -93,6 +133,10 @@ class JobJournal:
     _ids: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the records again: another process sharing the journal may have added some."""
         if self.path is None or not Path(self.path).is_file():
             return
         for line in Path(self.path).read_text().splitlines():

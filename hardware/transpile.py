@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,8 +29,11 @@ from qiskit.transpiler import generate_preset_pass_manager
 from circuits.spec import CircuitSpec
 from hardware.ancilla import Branch, branch_circuits
 from hardware.backends import ResolvedBackend
+from hardware.jobs import atomic_write
 
 __all__ = ["Transpiled", "TranspileReport", "Transpiler", "check_aer_safe", "check_isa", "estimate_fidelity"]
+
+log = logging.getLogger(__name__)
 
 AER_BASIS = ["cx", "rz", "ry", "rx", "sx", "x", "h"]
 _BROKEN_IN_AER = {"crx", "cry", "crz", "cp"}
@@ -235,20 +239,38 @@ class Transpiler:
                 f"({self.backend.num_qubits} qubits); try ancilla elimination or a larger backend"
             )
         path = self.cache_dir / f"{key}.qpy" if self.cache_dir is not None else None
-        if path is not None and path.is_file():
-            with open(path, "rb") as fh:
-                isa = qpy.load(fh)[0]
-            result = self._finish(isa, observables)
-        else:
+        result = self._read(path, circuit, observables) if path is not None and path.is_file() else None
+        if result is None:
             result = self._run(circuit, observables)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                with open(tmp, "wb") as fh:
+                with atomic_write(path) as fh:  # a unique temporary name: two processes never tear one file
                     qpy.dump(result.circuit, fh)
-                tmp.replace(path)
         self._memory[key] = result
         return result
+
+    def _read(self, path: Path, circuit: QuantumCircuit, observables: tuple[SparsePauliOp, ...]) -> Transpiled | None:
+        """The cached ISA circuit at ``path`` if it loads and fits ``circuit`` and this backend; else None, with a
+        one-line warning naming the file (the caller transpiles again and overwrites it)."""
+        try:
+            with open(path, "rb") as fh:
+                isa = qpy.load(fh)[0]
+            source = {p.name for p in circuit.parameters}
+            foreign = sorted({p.name for p in isa.parameters} - source)  # the pass manager may drop, never add
+            if foreign:
+                raise ValueError(f"it has parameters {foreign[:3]} the circuit does not")
+            if isa.num_qubits > self.backend.num_qubits or isa.num_qubits < circuit.num_qubits:
+                raise ValueError(f"it has {isa.num_qubits} qubits")
+            if self.backend.kind == "aer":
+                check_aer_safe(isa)
+            elif self.backend.has_calibration:
+                check_isa(isa, self.backend.backend.target)
+            return self._finish(isa, observables)
+        except Exception as err:  # noqa: BLE001 - qpy raises many kinds on a torn or foreign file; all mean: recompute
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            kind = type(err).__name__
+            log.warning("damaged transpile cache entry %s (%s: %s): transpiling again", path, kind, reason)
+            return None
 
     def _finish(self, isa: QuantumCircuit, observables: tuple[SparsePauliOp, ...]) -> Transpiled:
         mapped = tuple(o.apply_layout(isa.layout) for o in observables) if isa.layout is not None else observables

@@ -2,16 +2,20 @@
 
 A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``run(args) -> int`` and, optionally,
 ``parents() -> list[ArgumentParser]``: the shared option sets of :mod:`qldm.commands.common` it takes
-(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command.
+(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command; and
+``output_lock(args)``: the :class:`~qldm.train.runlock.RunLock` of what it writes (or None), held while it runs, so a
+second writer of the same output is refused with one line before it does any work.
 
-Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk)
-and a hardware job that failed after its retries each end the command with one line on stderr, ``qldm CMD: error:
-...``, and exit code 2 (1 for a failed hardware job); the global ``--debug`` flag shows the traceback instead.
+Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk),
+running out of memory and a hardware job that failed after its retries each end the command with one line on
+stderr, ``qldm CMD: error: ...``, and exit code 2 (1 for a failed hardware job); the global ``--debug`` flag shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import typing
@@ -92,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qldm {args.command}: this command is not available in this build", file=sys.stderr)
         return 2
     if args.debug:
-        return int(module.run(args) or 0)  # tracebacks as they are
+        with _output_lock(module, args):
+            return int(module.run(args) or 0)  # tracebacks as they are
     try:
-        return int(module.run(args) or 0)
+        with _output_lock(module, args):
+            return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"qldm {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -106,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+def _output_lock(module, args: argparse.Namespace) -> typing.ContextManager:
+    lock = module.output_lock(args) if hasattr(module, "output_lock") else None
+    return contextlib.nullcontext() if lock is None else lock
+
+
 def _expected_error(err: Exception) -> tuple[str | None, int]:
     """``(one-line message, exit code)`` of an error a user can fix, ``(None, 0)`` for a bug (keeps its traceback).
 
@@ -115,6 +126,11 @@ def _expected_error(err: Exception) -> tuple[str | None, int]:
     if isinstance(err, OSError):
         where = f": {err.filename}" if err.filename else ""
         return _one_line(f"{err.strerror or err}{where}"), 2
+    torch = sys.modules.get("torch")  # never imported here: only a command that loaded it can run out of its memory
+    if isinstance(err, MemoryError) or (torch is not None and isinstance(err, torch.OutOfMemoryError)):
+        reason = (str(err).strip().splitlines() or [""])[0]
+        hint = "ask for less (fewer images, a smaller batch, circuit or model)"
+        return _one_line(f"out of memory{': ' + reason if reason else ''}; {hint}"), 2
     if isinstance(err, ValueError):
         return _one_line(err), 2
     jobs = sys.modules.get("hardware.jobs")  # loaded only if a job ran; never imported here (it builds on qldm)

@@ -211,9 +211,10 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
     return to_dict(cfg)
 
 
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Inverse of :func:`config_to_dict`; missing keys take the defaults. Raises ValueError on unknown keys."""
-    return from_dict(RunConfig, raw, where="")
+def config_from_dict(raw: dict[str, Any], *, complete: bool = False) -> RunConfig:
+    """Inverse of :func:`config_to_dict`. Raises ValueError on unknown keys, and with ``complete`` on missing ones;
+    without it, missing keys take the defaults."""
+    return from_dict(RunConfig, raw, where="", complete=complete)
 
 
 def save_config(cfg: RunConfig, path: str | os.PathLike) -> Path:
@@ -231,7 +232,8 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
     Raises:
         FileNotFoundError: If there is no such file.
-        ValueError: Naming the file, if it is not valid JSON, holds unknown keys or fails validation.
+        ValueError: Naming the file, if it is not valid JSON, holds unknown keys, lacks a section or field, or fails
+            validation.
     """
     path = Path(path)
     if path.is_dir():
@@ -239,6 +241,7 @@ def load_config(path: str | os.PathLike) -> RunConfig:
     if not path.is_file():
         raise FileNotFoundError(f"no run config at {path}")
     try:
-        return config_from_dict(json.loads(path.read_text())).validate()
+        # complete: a saved config lacking a section or field is damaged; defaults come from presets alone
+        return config_from_dict(json.loads(path.read_text()), complete=True).validate()
     except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError; a non-dict section a TypeError
         raise ValueError(f"run config {path}: {err}") from None

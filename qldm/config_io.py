@@ -168,33 +168,33 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _restore(value: Any, tp: Any, where: str) -> Any:
+def _restore(value: Any, tp: Any, where: str, complete: bool) -> Any:
     """Turn a JSON value back into the field type ``tp`` (nested dataclasses and tuples)."""
     if value is None:
         return None
     if _is_union(tp):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _restore(value, inner[0], where) if len(inner) == 1 else value
+        return _restore(value, inner[0], where, complete) if len(inner) == 1 else value
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        return from_dict(tp, value, where=where)
+        return from_dict(tp, value, where=where, complete=complete)
     if typing.get_origin(tp) is tuple and isinstance(value, list | tuple):
         return tuple(value)
     return value
 
 
-def from_dict(cls: type[T], raw: dict[str, Any], *, where: str | None = None) -> T:
+def from_dict(cls: type[T], raw: dict[str, Any], *, where: str | None = None, complete: bool = False) -> T:
     """Build the config dataclass ``cls`` from a dict (e.g. parsed JSON), nested configs included.
-
-    Missing keys take the class defaults.
 
     Args:
         cls: The dataclass type.
         raw: Field values; nested dataclass fields may be dicts, tuple fields may be lists.
         where: Dotted name of this section in error messages (default: the class name; ``""`` for the root, whose
             sections are then named bare, e.g. ``train``).
+        complete: Every field, in every nested section, must be given (a saved run config: a missing section or
+            field is damage, not a wish for the class default). False: missing keys take the class defaults.
 
     Raises:
-        ValueError: One line naming the unknown keys and the valid ones.
+        ValueError: One line naming the unknown keys and the valid ones, or (``complete``) the missing ones.
     """
     label = where or cls.__name__
     if not isinstance(raw, dict):
@@ -204,7 +204,11 @@ def from_dict(cls: type[T], raw: dict[str, Any], *, where: str | None = None) ->
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise ValueError(f"{label}: unknown keys {unknown}; valid keys: {sorted(names)}")
-    return cls(**{k: _restore(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()})
+    missing = [n for n in names if n not in raw]
+    if complete and missing:
+        dotted = [f"{where}.{n}" if where else n for n in missing]
+        raise ValueError(f"missing {dotted}: a saved config must hold every field (it is never filled with defaults)")
+    return cls(**{k: _restore(v, hints[k], f"{where}.{k}" if where else k, complete) for k, v in raw.items()})
 
 
 def parse_value(text: str, tp: Any, key: str) -> Any:

@@ -46,7 +46,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     garbled = root / "garbled.json"
     garbled.write_text('{"train": {"epochs": 3,')
     wrong_type = root / "wrong_type.json"
-    wrong_type.write_text(json.dumps({"train": {"epochs": "many"}}))
+    whole = json.loads(save_config(cfg, root / "whole.json").read_text())  # complete, so only the type is wrong
+    wrong_type.write_text(json.dumps({**whole, "train": {**whole["train"], "epochs": "many"}}))
     bp_torn = root / "bp.json"
     bp_torn.write_text('{"points": [{"design": "none", ')
     empty = root / "empty"

@@ -203,3 +203,10 @@ def _markdown(report: dict) -> str:
             cells.append(f"{p['mean']:.3g} of 255 (max {p['max']:.0f})")
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out`` (image sets and report)."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)

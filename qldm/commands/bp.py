@@ -152,3 +152,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{len(skipped)} point(s) not run (budget spent or device too small): {', '.join(skipped)}")
     print(f"wrote {out} and {png}")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out`` file (a study merged by two processes would lose points)."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock.for_file(args.out)

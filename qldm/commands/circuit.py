@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         spec = circuits.bp_circuit(
             args.n_qubits, args.layers, ancillas=args.ancillas, observable=args.observable, seed=args.seed
         )
+    if args.draw:
+        _check_drawable(spec.circuit)  # before any output: the drawing is what can exhaust memory
     ops = spec.circuit.count_ops()
     print(spec)
     print(f"fingerprint {spec.fingerprint()}  depth {spec.circuit.depth()}  gates {dict(ops)}")
@@ -45,3 +47,28 @@ def run(args: argparse.Namespace) -> int:
         circuits.draw(spec, args.draw)
         print("wrote", args.draw)
     return 0
+
+
+# The matplotlib drawing folds the circuit every 40 layers; each wire row of each fold is about 235 px high at the
+# 120 dpi it is saved with, and a fold is about 3250 px wide. Rendering takes about 12 bytes per pixel, so the limit
+# keeps a drawing near 1 GiB of memory.
+_FOLD, _ROW_PX, _FOLD_PX, _BYTES_PER_PX = 40, 235, 3250, 12
+DRAW_LIMIT_MEGAPIXELS = 100
+
+
+def _check_drawable(circuit) -> None:
+    """Refuse a drawing whose estimated size exceeds :data:`DRAW_LIMIT_MEGAPIXELS`, with the estimate.
+
+    Raises:
+        ValueError: If the estimated image is too large.
+    """
+    wires, depth = circuit.num_qubits, circuit.depth()
+    folds = max(1, -(-depth // _FOLD))
+    height = wires * folds * _ROW_PX
+    megapixels = height * _FOLD_PX / 1e6
+    if megapixels > DRAW_LIMIT_MEGAPIXELS:
+        raise ValueError(
+            f"--draw: {wires} wires at depth {depth} would be a {_FOLD_PX} x {height} px image (about "
+            f"{megapixels:,.0f} megapixels, {megapixels * _BYTES_PER_PX / 1024:,.1f} GiB to render); the limit is "
+            f"{DRAW_LIMIT_MEGAPIXELS} megapixels: draw fewer qubits or layers, or export with --qpy / --qasm3"
+        )

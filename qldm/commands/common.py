@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "available_memory",
     "backend_name",
+    "check_image_memory",
     "config_parent",
     "finite_float",
     "int_at_least",
     "int_list",
+    "nonnegative_float",
     "nonnegative_int",
     "out_parent",
     "positive_float",
@@ -140,6 +144,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """A finite float >= 0 (an argparse ``type``: guidance scales). Raises ``argparse.ArgumentTypeError`` otherwise."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """A finite float > 0 (an argparse ``type``). Raises ``argparse.ArgumentTypeError`` otherwise."""
     value = finite_float(text)
@@ -222,3 +234,47 @@ def reading(path: str | Path) -> Iterator[None]:
 def word_list(text: str) -> list[str]:
     """``"none, per-qubit"`` -> ``["none", "per-qubit"]`` (an argparse ``type``)."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can use now (``MemAvailable``, else free pages), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_image_memory(count: int, image_size: int, *, copies: int, what: str) -> None:
+    """Refuse up front a request for ``count`` float32 RGB images that would not fit in the memory available now.
+
+    Args:
+        count: Images the command keeps in memory at once.
+        image_size: Their side in pixels.
+        copies: How many float32 copies of them the command holds at its peak (e.g. a list plus a stacked grid).
+        what: How the message names the request (``"--n 4 x 2 prompt(s)"``).
+
+    Raises:
+        ValueError: With the estimate and what is available, if it exceeds the available memory.
+    """
+    need = count * image_size * image_size * 3 * 4 * copies
+    free = available_memory()
+    if free is not None and need > free:
+        raise ValueError(
+            f"{what} = {count} images of {image_size}x{image_size} would hold about {_bytes(need)} in memory, more "
+            f"than the {_bytes(free)} available; ask for fewer images per run (another --seed continues the series)"
+        )

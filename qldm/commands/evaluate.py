@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from qldm.commands.common import (
-    finite_float,
     int_at_least,
+    nonnegative_float,
     out_parent,
     positive_int,
     progress_parent,
@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--n", type=int_at_least(2), default=200, help="--run: images per run and seed (>= 2; default 200)"
     )
     parser.add_argument("--steps", type=positive_int, default=25, help="--run: sampler steps (default 25)")
-    parser.add_argument("--guidance", type=finite_float, help="--run: CFG scale (default: each run's sample.guidance)")
+    parser.add_argument(
+        "--guidance", type=nonnegative_float, help="--run: CFG scale >= 0, 1 = off (default: the run's sample.guidance)"
+    )
     parser.add_argument("--seeds", default="0,1,2", help="--run: sampling seeds, comma-separated (default 0,1,2)")
     parser.add_argument(
         "--inception", help="local torch-fidelity Inception-v3 weights (.pth); default: offline features"
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from qldm.commands.common import reading
+    from qldm.commands.common import check_image_memory, reading
     from qldm.eval.attributes import judge_for_source
     from qldm.eval.features import make_extractor
     from qldm.eval.report import REAL_LABEL, measure_set, write_report
@@ -140,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             pipe.unet.set_quantum_executor(args.quantum_executor)
         name, label = Path(run_dir).resolve().name, run_label(cfg.model)
         source, size = cfg.data.source, cfg.data.image_size
+        # the held-out and feature reference sets (2n) and one sampled set (n) are in memory at once
+        check_image_memory(3 * args.n, size, copies=1, what=f"--n {args.n} x 3 sets")
         prompts = evaluation_prompts(source, args.n)
         key, feats = reference(source, size, prompts)
         guidance = cfg.sample.guidance if args.guidance is None else args.guidance
@@ -215,3 +219,10 @@ def run(args: argparse.Namespace) -> int:
     print(paths["markdown"].read_text())
     print(f"report -> {paths['markdown']}, {paths['json']}")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out`` (samples and report)."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)

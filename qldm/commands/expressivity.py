@@ -109,3 +109,10 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + VERDICT)
     print(f"wrote {out}")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out`` file."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock.for_file(args.out)

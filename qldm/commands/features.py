@@ -75,3 +75,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(record["gradient_flow"]["flags"]) or "gradient flow: no flags")
     print(f"wrote {out / 'feature_maps.png'} and {out / 'features.json'}")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out``."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)

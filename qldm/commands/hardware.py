@@ -234,3 +234,14 @@ def run(args: argparse.Namespace) -> int:
     _check_real(args.backend, args.yes)
     handlers = {"plan": _plan, "transpile": _transpile, "emulate-check": _emulate_check, "study": _study}
     return handlers[args.hw_command](args)
+
+
+def output_lock(args: argparse.Namespace):
+    """``study`` holds its ``--out`` folder and ``plan --json FILE`` that file. ``transpile`` writes only to the shared
+    circuit cache, which is safe for concurrent processes (unique temporary names, atomic renames, entries checked on
+    read), and ``emulate-check`` writes nothing."""
+    from qldm.train.runlock import RunLock
+
+    if args.hw_command == "study":
+        return RunLock(args.out)
+    return RunLock.for_file(args.json) if getattr(args, "json", None) else None

@@ -12,7 +12,8 @@ import argparse
 
 from qldm.commands.common import (
     backend_name,
-    finite_float,
+    check_image_memory,
+    nonnegative_float,
     nonnegative_int,
     out_parent,
     positive_int,
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", action="append", default=[], help="prompt (repeatable; default: the run's grid)")
     parser.add_argument("--n", type=positive_int, default=4, help="images per prompt (default 4)")
     parser.add_argument("--steps", type=positive_int, help="denoising steps (default: the run's sample.steps)")
-    parser.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (default: the run's)")
+    parser.add_argument(
+        "--guidance", type=nonnegative_float, help="classifier-free guidance scale, >= 0, 1 = off (default: the run's)"
+    )
     parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
     parser.add_argument(
         "--seed", type=nonnegative_int, default=0, help="image k (prompt by prompt) starts from seed SEED+k"
@@ -45,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a model config field the checkpoint's circuit must have (model.qffn.n_qubits, model.qffn.n_layers, "
         "model.qffn.ancillas, ...; repeatable); "
         "a checkpoint with a different circuit is an error",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a prompt longer than the text encoder reads (default: warn once and cut it)",
     )
     hw = parser.add_argument_group("hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)")
     hw.add_argument("--quantum-backend", help="aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>")
@@ -132,6 +140,29 @@ def _write_settings(path, args: argparse.Namespace, cfg, *, steps: int, guidance
     path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
+def _check_prompt_lengths(text_encoder, prompts: list[str], *, strict: bool) -> None:
+    """Say once, on one stderr line, which prompts the text encoder cuts (it reads ``max_length`` tokens, EOS
+    included), with their token counts; two prompts that differ only after the cut would give the same images.
+
+    Raises:
+        ValueError: Under ``strict``, instead of the warning.
+    """
+    import sys
+
+    limit = text_encoder.max_length
+    counts = [len(text_encoder.tokenizer(p)["input_ids"]) for p in prompts]
+    long = [f"p{i:02d} ({n} tokens)" for i, n in enumerate(counts) if n > limit]
+    if not long:
+        return
+    message = (
+        f"{len(long)} prompt(s) longer than the text encoder's {limit} tokens: {', '.join(long)}; the tokens past "
+        f"{limit} are ignored"
+    )
+    if strict:
+        raise ValueError(f"{message} (--strict)")
+    print(f"qldm sample: warning: {message} (--strict refuses them)", file=sys.stderr)
+
+
 def _save_png(image, path) -> None:
     """``image (H, W, 3)`` in [0, 1] as a PNG, atomically (a crash leaves no torn file under the final name)."""
     import os
@@ -171,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quantum_executor:
         pipe.unet.set_quantum_executor(args.quantum_executor)
     prompts = args.prompt or list(cfg.sample.prompts)
+    _check_prompt_lengths(pipe.text_encoder, prompts, strict=args.strict)
+    # every image stays in memory for the grid, then once more in the stacked grid array
+    what = f"--n {args.n} x {len(prompts)} prompt(s)"
+    check_image_memory(len(prompts) * args.n, cfg.data.image_size, copies=2, what=what)
     steps = cfg.sample.steps if args.steps is None else args.steps
     guidance = cfg.sample.guidance if args.guidance is None else args.guidance
     out = Path(args.out)
@@ -213,3 +248,10 @@ def run(args: argparse.Namespace) -> int:
     grid = save_grid(np.stack(images), out / "grid.png", nrow=args.n)
     print(f"{len(images)} images -> {out / 'images'}; grid {grid} (rows = prompts, see prompts.txt)")
     return 0
+
+
+def output_lock(args: argparse.Namespace):
+    """One writer per ``--out``: two samplings into one folder would pay for hardware jobs twice."""
+    from qldm.train.runlock import RunLock
+
+    return RunLock(args.out)

@@ -5,9 +5,11 @@
 - Kaggle: image files (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, ``.bmp``) anywhere under root, each with an
   optional same-stem ``.txt`` caption.
 
-Every image is decoded once at construction, centre-cropped to a square, resized (bicubic) and kept as uint8, so a
-corrupt file is found up front: it is skipped with a :class:`CorruptImageWarning`, its name is listed in
-``dataset.skipped``, and the run goes on.
+Every image is decoded once at construction, converted to 8-bit RGB (:func:`to_rgb`: 16-bit and float images are
+scaled, not clipped; transparency is composited on white), centre-cropped to a square, resized (bicubic) and kept
+as uint8, so a bad file is found up front: an undecodable file, a broken symlink or a symlink loop is skipped with a
+:class:`CorruptImageWarning`, listed with its reason in ``dataset.skip_reasons`` (a training run writes them to
+``skipped_files.tsv``), and the run goes on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "CorruptImageWarning",
     "IMAGE_EXTENSIONS",
     "center_crop_resize",
+    "to_rgb",
     "default_anime_faces_path",
     "HOLDOUT_SIZE",
     "SPLITS",
@@ -71,6 +74,56 @@ def center_crop_resize(image: Image.Image, size: int) -> Image.Image:
     if side != size:
         image = image.resize((size, size), Image.Resampling.BICUBIC)
     return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, whatever mode Pillow decoded it in.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit and 32-bit pixels to 255 (a 16-bit grey PNG becomes near white), so
+    those are scaled to 0-255 first (float images in [0, 1] are scaled by 255, others clipped); transparent pixels
+    are composited on white, as a viewer shows them, instead of showing whatever colour the alpha hid.
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode != "I" or values.max(initial=0) <= 65535 else float(values.max())
+        image = Image.fromarray(np.round(np.clip(values, 0, None) * (255.0 / top)).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        image = Image.fromarray(np.round(np.clip(values * scale, 0, 255)).astype(np.uint8), mode="L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _symlink_problem(path: Path, root: Path) -> str | None:
+    """Why a symlink under ``root`` cannot be an image: a loop or a dangling link; None if it resolves."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return "broken symlink"
+    except (OSError, RuntimeError):  # ELOOP, or pathlib's own loop detection
+        return "symlink loop"
+    if target.is_dir() and (
+        target == root.resolve() or target in path.parent.resolve().parents or target == path.parent.resolve()
+    ):
+        return "symlink loop (links to an enclosing folder; not followed)"
+    return None
+
+
+def _scan(root: Path) -> tuple[list[tuple[str, str, dict[str, Any]]], dict[str, str]]:
+    """The image entries under ``root`` and ``{relative name: reason}`` of links that cannot be read."""
+    problems: dict[str, str] = {}
+    if (root / "metadata.jsonl").is_file():
+        return _list_entries(root), problems
+    for path in sorted(p for p in root.rglob("*") if p.is_symlink()):
+        why = _symlink_problem(path, root)
+        if why is not None and (path.suffix.lower() in IMAGE_EXTENSIONS or why.startswith("symlink loop")):
+            problems[path.relative_to(root).as_posix()] = why
+    return _list_entries(root), problems
 
 
 def _list_entries(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
@@ -145,7 +198,9 @@ class ImageFolderDataset(Dataset):
 
     Attributes:
         root: The folder.
-        skipped: Relative names of files that could not be decoded (they are not in the dataset).
+        skipped: Relative names of files that could not be read (they are not in the dataset): undecodable files,
+            broken symlinks and symlink loops.
+        skip_reasons: ``{relative name: reason}`` of every skipped file.
         file_names: Relative names of the images in the dataset, in item order.
         dataset_id: A string that changes whenever the content or order of the items does (the latent cache
             key): the folder, image size, selection name, count and a hash of the file names.
@@ -174,7 +229,7 @@ class ImageFolderDataset(Dataset):
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
         selection = name  # the loop below reuses ``name`` for file names
-        entries = _list_entries(self.root)
+        entries, bad_links = _scan(self.root)
         if entries and select is not None:
             entries = [e for e in entries if select(e[0])]
             if not entries:
@@ -185,7 +240,9 @@ class ImageFolderDataset(Dataset):
                 f"{', '.join(IMAGE_EXTENSIONS)})"
             )
         self.image_size = int(image_size)
-        self.skipped: list[str] = []
+        self.skip_reasons: dict[str, str] = {}
+        for link, why in bad_links.items():
+            self._skip(link, why)
         self.file_names: list[str] = []
         self.texts: list[str] = []
         self.attributes: list[dict[str, Any]] = []
@@ -195,15 +252,10 @@ class ImageFolderDataset(Dataset):
                 break
             try:
                 with Image.open(self.root / name) as im:
-                    image = im.convert("RGB")  # forces a full decode: truncated files fail here
+                    image = to_rgb(im)  # forces a full decode: truncated files fail here
             # Pillow raises OSError (UnidentifiedImageError) for most broken files, SyntaxError for some PNGs.
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-                self.skipped.append(name)
-                warnings.warn(
-                    f"skipping unreadable image {name!r} in {str(self.root)!r}: {err}",
-                    CorruptImageWarning,
-                    stacklevel=2,
-                )
+                self._skip(name, f"unreadable: {' '.join(str(err).split())}")
                 continue
             attrs = dict(extra)
             if captioner is not None:
@@ -224,6 +276,14 @@ class ImageFolderDataset(Dataset):
         self.images = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
         names_hash = hashlib.sha256("\n".join(self.file_names).encode("utf-8")).hexdigest()[:16]
         self.dataset_id = f"{self.root.resolve()}|{self.image_size}|{selection}|{len(self.file_names)}|{names_hash}"
+
+    @property
+    def skipped(self) -> list[str]:
+        return list(self.skip_reasons)
+
+    def _skip(self, name: str, reason: str) -> None:
+        self.skip_reasons[name] = reason
+        warnings.warn(f"skipping {name!r} in {str(self.root)!r}: {reason}", CorruptImageWarning, stacklevel=3)
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -201,7 +202,7 @@ class QLDMPipeline(DiffusionPipeline):
         Raises:
             ValueError: On empty prompts, a negative-prompt count other than 1 or the prompt count, a size that is not a
                 multiple of the downsampling (naming the trained size), non-positive steps or counts, a generator list
-                or ``latents`` of the wrong size, unknown callback tensors or an unknown output type.
+                or ``latents`` of the wrong size, unknown callback tensors, an unknown output type or guidance < 0.
         """
         prompts = _as_list(prompt, "prompt")
         negatives = None if negative_prompt is None else _as_list(negative_prompt, "negative_prompt")
@@ -211,6 +212,8 @@ class QLDMPipeline(DiffusionPipeline):
             raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts; give 1 or one each")
         if num_inference_steps < 1 or num_images_per_prompt < 1:
             raise ValueError("num_inference_steps and num_images_per_prompt must be >= 1")
+        if not math.isfinite(guidance_scale) or guidance_scale < 0:  # below 0 steers away from the prompt
+            raise ValueError(f"guidance_scale must be a finite number >= 0 (1 = off), got {guidance_scale}")
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type={output_type!r} is not one of 'pil', 'np', 'pt', 'latent'")
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -253,8 +254,9 @@ class LatentCache:
         key = self.key(vae, dataset_id=dataset_id, image_size=image_size)
         path = self.path(key)
         if path.exists():
-            data = load_file(str(path))
-            return CachedLatents(data["mean"], data["std"], key)
+            cached = self._read(path, key, shape=_latent_shape(vae, len(dataset), image_size))
+            if cached is not None:
+                return cached
         means, stds = [], []
         for start in range(0, len(dataset), batch_size):
             imgs = [_image_of(dataset[i]) for i in range(start, min(start + batch_size, len(dataset)))]
@@ -266,7 +268,28 @@ class LatentCache:
             stds.append(dist.std.float().cpu().contiguous())
         mean, std = torch.cat(means), torch.cat(stds)  # (N, c, h, w) each
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two runs never write one file
         save_file({"mean": mean, "std": std}, str(tmp), metadata={"dataset_id": dataset_id, "size": str(image_size)})
         os.replace(tmp, path)  # atomic: a killed run never leaves a truncated cache file behind
         return CachedLatents(mean, std, key)
+
+    @staticmethod
+    def _read(path: Path, key: str, *, shape: tuple[int, ...]) -> CachedLatents | None:
+        """The entry at ``path`` if it loads whole with ``mean`` and ``std`` of ``shape``; else None, after a
+        one-line warning naming the file (the caller recomputes and overwrites it)."""
+        try:
+            data = load_file(str(path))
+            got = {k: tuple(v.shape) for k, v in data.items()}
+            if got != {"mean": shape, "std": shape}:
+                raise ValueError(f"holds {got}, expected mean and std of {shape}")
+        except Exception as err:  # noqa: BLE001 - safetensors, OS and shape errors all mean: recompute
+            reason = " ".join(str(err).split()) or type(err).__name__
+            logging.getLogger(__name__).warning("damaged latent cache entry %s (%s): recomputing it", path, reason)
+            return None
+        return CachedLatents(data["mean"], data["std"], key)
+
+
+def _latent_shape(vae: AutoencoderKL, n: int, image_size: int) -> tuple[int, int, int, int]:
+    """``(n, c, h, w)``: the posterior statistics' shape of ``n`` images of ``image_size`` through ``vae``."""
+    side = image_size // 2 ** (len(vae.config.block_out_channels) - 1)
+    return (n, int(vae.config.latent_channels), side, side)

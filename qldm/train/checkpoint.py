@@ -9,14 +9,20 @@ A checkpoint is a directory ``checkpoints/step-00000123/`` holding
   batch within the epoch, global step) and, for a model with Q-FFNs, ``quantum``: its ``circuit_metadata()`` (the
   circuit fingerprint) and every block's ``executor.describe()``.
 
-It is written into a hidden temporary directory and renamed into place with ``os.replace``, which is atomic on one
-file system: a run killed mid-write leaves the previous checkpoint untouched and at most a stale ``.tmp-*`` folder,
-which the next save removes. Loading refuses a checkpoint whose circuit fingerprint differs from the model's, and
-:func:`newest_loadable` skips a damaged checkpoint (a truncated file, a full disk) for the newest intact one.
+Rotation never leaves zero intact checkpoints. A save writes a hidden ``.tmp-step-*`` folder, fsyncs it, renames it
+into place with ``os.replace`` (atomic on one file system) and only then removes what it supersedes: a checkpoint of
+the same step is first moved aside to ``.old-step-*``, older ones beyond ``keep`` to ``.del-step-*``. A run killed at
+any point of this leaves the previous checkpoint, a complete ``.tmp-step-*`` or both. :func:`recover_interrupted`
+(run by the next save and by a resuming training, under the run lock) reads every such leftover before deciding: a
+complete new save is installed, a moved-aside checkpoint whose replacement never arrived is put back, and only what
+reads as incomplete or superseded is removed. Loading refuses a checkpoint whose circuit fingerprint differs from the
+model's, and :func:`newest_loadable` skips a damaged checkpoint (a truncated file, a full disk) for the newest intact
+one.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -34,6 +40,8 @@ from safetensors.torch import load_file, save_file
 
 from qldm.config import RunConfig, save_config
 from qldm.models.unet import check_circuit_compatible
+from qldm.train import rotation
+from qldm.train.rotation import recover_interrupted
 
 __all__ = [
     "Position",
@@ -45,6 +53,7 @@ __all__ = [
     "read_checkpoint",
     "newest_loadable",
     "CheckpointDamaged",
+    "recover_interrupted",
 ]
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -135,13 +144,13 @@ def save_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    rotation.recover_interrupted(root)
     final = root / f"step-{position.step:08d}"
     tmp = root / f".tmp-step-{position.step:08d}-{os.getpid()}"
     tmp.mkdir()
     try:
         save_file(_named_tensors(unet), str(tmp / "unet.safetensors"))
+        rotation.phase("writing")
         save_file(_ema_tensors(unet, ema), str(tmp / "ema.safetensors"))
         save_config(cfg, tmp / "run_config.json")
         ema_meta = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
@@ -156,16 +165,41 @@ def save_checkpoint(
             "extra": extra or {},
             "quantum": _quantum_state(unet),
         }
-        torch.save(state, tmp / "state.pt")
-        if final.exists():  # same step saved twice (e.g. end of epoch == end of run): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        torch.save(state, tmp / "state.pt")  # written last: a readable state.pt means the folder is complete
+        rotation.phase("written")
+        rotation.fsync_tree(tmp)
+        rotation.phase("synced")
+    except BaseException as err:
+        free, written = shutil.disk_usage(root).free, _size(tmp)  # measured before the partial copy is removed
+        shutil.rmtree(tmp, ignore_errors=True)  # an incomplete save; the previous checkpoints are untouched
+        _raise_if_out_of_space(err, root, free=free, need=max([written] + [_size(p) for p in _step_dirs(root)]))
         raise
+    rotation.install(tmp, final)
     for old in _step_dirs(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        rotation.discard(old)
+    rotation.phase("done")
     return final
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+
+
+def _raise_if_out_of_space(err: BaseException, root: Path, *, free: int, need: int) -> None:
+    """Raise a one-line ``OSError(ENOSPC)`` naming ``root`` and the space a checkpoint needs, if ``err`` was a full
+    disk. torch and safetensors report a failed write as a ``RuntimeError`` without the errno, so a failed write
+    with (almost) no space left on the device is taken for a full disk."""
+    nospace = isinstance(err, OSError) and err.errno == errno.ENOSPC
+    failed_write = isinstance(err, (RuntimeError, SafetensorError, OSError)) and free < max(need // 4, 1 << 20)
+    if not (nospace or failed_write):
+        return
+    mib, left = 1 << 20, shutil.disk_usage(root).free
+    raise OSError(
+        errno.ENOSPC,
+        f"no space left to write a checkpoint (about {need / mib:.1f} MiB needed, {left / mib:.1f} MiB free; the "
+        "previous checkpoints are intact); free some space and rerun with --resume",
+        str(root),
+    ) from err
 
 
 def _step_dirs(root: Path) -> list[Path]:

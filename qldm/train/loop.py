@@ -13,6 +13,7 @@ Run directory layout (``run_dir``)::
     samples/epoch-XXX.png    EMA sample grid per epoch (fixed prompts and seeds)
     evolution.png, loss.png, gates.png
     timings.json             wall and CPU seconds of each stage (data, vae, latents, ...), one entry per call
+    skipped_files.tsv        data files that could not be read, with why (only when there are any)
     pipeline/                final QLDMPipeline with EMA weights (save_pretrained) + run_config.json
 
 Determinism: the batch order of epoch e is a permutation drawn from ``seed`` and ``e`` alone, the diffusion noise
@@ -46,10 +47,11 @@ from qldm.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     newest_loadable,
+    recover_interrupted,
     save_checkpoint,
 )
 from qldm.train.components import build_unet, cache_latents, encode_texts, gate_values, grad_norms, load_dataset
-from qldm.train.outputs import StageClock, append_timings, export_pipeline, sample_grid, write_plots
+from qldm.train.outputs import StageClock, append_timings, export_pipeline, sample_grid, write_plots, write_skipped
 from qldm.train.progress import MetricsLogger, evolution_figure
 from qldm.train.resume import check_resume_config
 from qldm.train.runlock import RunLock
@@ -192,8 +194,13 @@ def train(
     cfg = resolve_precision(cfg, cuda=torch.cuda.is_available())
     accelerator = dist.make_accelerator(cfg.train.mixed_precision)
     with contextlib.ExitStack() as stack:
-        # one writer per folder: the main process holds the lock until the run ends (or dies)
-        dist.on_main_first(accelerator, lambda: stack.enter_context(RunLock(run_dir)), lambda: None)
+        # one writer per folder: the main process holds the lock until the run ends (or dies), and under it finishes
+        # or undoes a checkpoint save that a killed run left half done, before any rank looks for checkpoints
+        def hold() -> None:
+            stack.enter_context(RunLock(run_dir))
+            recover_interrupted(run_dir / "checkpoints")
+
+        dist.on_main_first(accelerator, hold, lambda: None)
         quiet = contextlib.nullcontext() if accelerator.is_main_process else warnings.catch_warnings()
         with quiet:
             if not accelerator.is_main_process:
@@ -228,6 +235,8 @@ def _train(
     t, main, rank, world = cfg.train, accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     clock = StageClock(STAGES)
     dataset = load_dataset(cfg.data)
+    if main:
+        write_skipped(dataset, run_dir)
     clock.lap("data")
     resume_step = start["state"]["position"]["step"] if start is not None else None
     logger = MetricsLogger(run_dir, tensorboard=True, resume_step=resume_step) if main else None

@@ -1,4 +1,5 @@
-"""What the main process of a run writes besides checkpoints: sample grids, the exported pipeline, plots, timings."""
+"""What the main process of a run writes besides checkpoints: sample grids, the exported pipeline, plots, timings and
+the list of data files it skipped."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,33 @@ from qldm.train.checkpoint import capture_rng, restore_rng
 from qldm.train.components import make_pipeline
 from qldm.train.progress import plot_gates, plot_loss, read_metrics, save_grid
 
-__all__ = ["StageClock", "sample_grid", "export_pipeline", "write_plots", "append_timings"]
+__all__ = ["StageClock", "sample_grid", "export_pipeline", "write_plots", "append_timings", "write_skipped"]
+
+SKIPPED_NAME = "skipped_files.tsv"
+
+
+def write_skipped(dataset: Any, run_dir: Path) -> Path | None:
+    """List the data files ``dataset`` skipped, with why, in ``run_dir/skipped_files.tsv``, and say how many.
+
+    A data set without skips (or without the ``skip_reasons`` record) removes a list left by an earlier call, so
+    the file always describes the data this run read.
+
+    Returns:
+        The list's path, or None if nothing was skipped.
+    """
+    path = run_dir / SKIPPED_NAME
+    reasons: dict[str, str] = getattr(dataset, "skip_reasons", None) or {}
+    if not reasons:
+        path.unlink(missing_ok=True)
+        return None
+    kinds: dict[str, int] = {}
+    for why in reasons.values():
+        kind = why.split(":")[0].split(" (")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    path.write_text("file\treason\n" + "".join(f"{name}\t{why}\n" for name, why in sorted(reasons.items())))
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    warnings.warn(f"skipped {len(reasons)} data file(s) ({summary}); listed in {path}", UserWarning, stacklevel=2)
+    return path
 
 
 class StageClock:
