@@ -29,8 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
     parser.add_argument("--layers", type=int_list, default=[5, 50], help="layer counts, e.g. 5,50,500")
     parser.add_argument("--samples", type=int_at_least(2), default=100, help="random circuits per point (>= 2)")
-    parser.add_argument("--observable", default="z0z1", choices=["z0z1", "global", "local"])
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument(
+        "--observable", default="z0z1", choices=["z0z1", "global", "local"], help="measured observable O"
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random circuits")
     parser.add_argument("--pooled", action="store_true", help="also the variance pooled over all parameters")
     parser.add_argument(
         "--branches", type=positive_int, default=8, help="sampled ancilla patterns per circuit past reach"

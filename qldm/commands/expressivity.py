@@ -29,13 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int_list, default=[2], help="circuit layers")
     parser.add_argument("--init", type=word_list, default=["uniform", "small"], help="uniform and/or small")
     parser.add_argument("--inputs", type=int_at_least(2), default=64, help="inputs x ~ N(0,1) per weight draw (>= 2)")
-    parser.add_argument("--weight-draws", type=positive_int, default=3)
+    parser.add_argument("--weight-draws", type=positive_int, default=3, help="random weight sets per configuration")
     parser.add_argument(
         "--max-exact-wires", type=positive_int, default=12, help="statevector up to here, then tensornet"
     )
     parser.add_argument("--sim-qubits", type=positive_int, default=6, help="n for the Schmidt-rank study (2n wires)")
     parser.add_argument("--sim-layers", type=int_list, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the inputs and weights")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Q-FFN blocks run on the backend (preset: the config's model.quantum_blocks)",
     )
     p.add_argument("--steps", default="last:5", help="hardware steps: last:K | all | i,j,...")
-    p.add_argument("--shots", type=positive_int, default=1024)
+    p.add_argument("--shots", type=positive_int, default=1024, help="shots per circuit evaluation")
     p.add_argument("--no-guidance", action="store_true", help="no classifier-free guidance (halves tokens)")
-    p.add_argument("--ancilla-elimination", action="store_true")
+    p.add_argument("--ancilla-elimination", action="store_true", help="plan branch circuits (ancillas sampled)")
     p.add_argument("--json", help="also write the plan to this JSON file")
 
     t = sub.add_parser(
@@ -45,9 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transpile the Q-FFN for a backend; faithful vs ancilla-eliminated table",
     )
     t.add_argument("--backend", required=True, help=BACKEND_HELP)
-    t.add_argument("--n-qubits", type=positive_int, default=4)
-    t.add_argument("--layers", type=positive_int, default=2)
-    t.add_argument("--optimization-level", type=int, choices=range(4), default=2, metavar="{0,1,2,3}")
+    t.add_argument("--n-qubits", type=positive_int, default=4, help="data qubits of the Q-FFN circuit")
+    t.add_argument("--layers", type=positive_int, default=2, help="circuit layers")
+    t.add_argument(
+        "--optimization-level",
+        type=int,
+        choices=range(4),
+        default=2,
+        metavar="{0,1,2,3}",
+        help="Qiskit preset pass-manager level",
+    )
     t.add_argument("--ancilla-elimination", action="store_true", help="also report the branch circuits")
     t.add_argument("--cache-dir", help="QPY cache of transpiled circuits")
 
@@ -59,11 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--backend", default="aer-noise:FakeManilaV2", help="aer-noise:<FakeName> or fake:<FakeName> (same device)"
     )
-    e.add_argument("--n-qubits", type=positive_int, default=2)
-    e.add_argument("--tokens", type=positive_int, default=8)
-    e.add_argument("--shots", type=positive_int, default=4000)
-    e.add_argument("--ancilla-elimination", action="store_true")
-    e.add_argument("--seed", type=nonnegative_int, default=0)
+    e.add_argument("--n-qubits", type=positive_int, default=2, help="data qubits of the Q-FFN circuit")
+    e.add_argument("--tokens", type=positive_int, default=8, help="random input tokens compared")
+    e.add_argument("--shots", type=positive_int, default=4000, help="shots of the Aer reference run")
+    e.add_argument("--ancilla-elimination", action="store_true", help="emulate the branch circuits instead")
+    e.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the inputs, weights and shots")
     for q in (p, t, e):
         q.add_argument("--yes", action="store_true", help="confirm use of a real device (ibm:)")
 

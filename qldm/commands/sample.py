@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     hw = parser.add_argument_group("hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)")
     hw.add_argument("--quantum-backend", help="aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>")
-    hw.add_argument("--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck")
+    hw.add_argument(
+        "--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck", help="Q-FFN blocks run on the backend"
+    )
     hw.add_argument("--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)")
     hw.add_argument("--shots", type=positive_int, default=1024, help="shots per circuit evaluation (default 1024)")
     hw.add_argument(

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="procedural", help="procedural | anime-faces | an image folder")
     parser.add_argument("--n", type=int_at_least(8), default=1000, help="images in all (split in two halves; >= 8)")
     parser.add_argument("--image-size", type=positive_int, default=None, help="default 32 (procedural) or 64")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the images and degradations")
     parser.add_argument("--json", help="also write the table to this JSON file")
 
 
