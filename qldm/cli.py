@@ -2,7 +2,9 @@
 
 A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``run(args) -> int`` and, optionally,
 ``parents() -> list[ArgumentParser]``: the shared option sets of :mod:`qldm.commands.common` it takes
-(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command.
+(``--preset/--config/--set``, ``--out``, ``--no-progress/--verbose/--quiet``), so those options mean the same in every
+command. ``--no-progress``, ``--verbose`` and ``--quiet`` also work before the command name; how much a command shows
+and its run-folder log are set up by :mod:`qldm.logs`.
 
 Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk)
 and a hardware job that failed after its retries each end the command with one line on stderr, ``qldm CMD: error:
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 import typing
 
-__all__ = ["main", "COMMANDS"]
+from qldm.commands.common import add_output_options
+
+__all__ = ["main", "COMMANDS", "RUN_FOLDER_COMMANDS"]
 
 # name -> (module, one-line help). Every command lives in qldm.commands; a command module imports hardware or
 # analysis only inside its functions, and only the chosen command's module is imported.
@@ -35,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "captioner-accuracy": ("qldm.commands.captioner", "hair-colour captioner against the hand labels"),
     "fid-separation": ("qldm.commands.separation", "does the FID feature extractor separate real from degraded?"),
 }
+
+# commands whose --out is a folder they write: each keeps its transcript there (qldm.logs)
+RUN_FOLDER_COMMANDS = frozenset({"demo", "train", "train-vae", "sample", "evaluate", "ablate", "features"})
 
 
 def _load(name: str):
@@ -97,6 +105,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = _Parser(prog="qldm", description="Hybrid quantum-classical latent diffusion on Qiskit.")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_output_options(parser, prefix="global_")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
@@ -121,6 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"qldm {args.command}: this command is not available in this build", file=sys.stderr)
         return 2
+    from qldm import logs
+
+    for name in ("no_progress", "verbose", "quiet"):  # before or after the command name, the same
+        setattr(args, name, bool(getattr(args, name, False) or getattr(args, f"global_{name}")))
+    if args.verbose and args.quiet:
+        parser.error("--verbose and --quiet exclude each other")
+    args.no_progress = not logs.progress_wanted(no_progress=args.no_progress, quiet=args.quiet)
+    folder = getattr(args, "out", None) if args.command in RUN_FOLDER_COMMANDS else None
+    line = shlex.join(["qldm", *argv])
+    with logs.session(line, progress=not args.no_progress, verbose=args.verbose, quiet=args.quiet, run_folder=folder):
+        return _run(module, args)
+
+
+def _run(module, args: argparse.Namespace) -> int:
+    """``module.run(args)``, its expected errors turned into one line and an exit code."""
     if args.debug:
         return int(module.run(args) or 0)  # tracebacks as they are
     try:

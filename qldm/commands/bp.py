@@ -6,6 +6,7 @@ import argparse
 
 from qldm.commands.common import (
     backend_name,
+    deprecated_alias,
     int_at_least,
     int_list,
     nonnegative_int,
@@ -26,7 +27,8 @@ def parents() -> list[argparse.ArgumentParser]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap: no heavy imports)."""
     parser.add_argument("--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn")
-    parser.add_argument("--qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
+    qubits = parser.add_argument("--n-qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
+    deprecated_alias(parser, "--qubits", qubits)
     parser.add_argument("--layers", type=int_list, default=[5, 50], help="layer counts, e.g. 5,50,500")
     parser.add_argument("--samples", type=int_at_least(2), default=100, help="random circuits per point (>= 2)")
     parser.add_argument(
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         backend_name(args.noise, kinds=("aer-noise", "fake"))
     settings = {
         "designs": designs,
-        "qubits": args.qubits,
+        "qubits": args.n_qubits,
         "layers": args.layers,
         "samples": args.samples,
         "observable": args.observable,
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         result = StudyResult(settings=settings)
     configs = make_configs(
         designs,
-        args.qubits,
+        args.n_qubits,
         args.layers,
         observable=args.observable,
         samples=args.samples,

@@ -1,6 +1,6 @@
 """``qldm hardware``: plan hardware sampling cost, report transpilation, check the emulator against Aer.
 
-- ``qldm hardware plan --backend fake:FakeTorino --preset tiny [--set model.qffn.n_qubits=4] [--steps last:5]``
+- ``qldm hardware plan --backend fake:FakeTorino --preset tiny [--set model.qffn.n_qubits=4] [--hardware-steps last:5]``
 - ``qldm hardware transpile --backend fake:FakeTorino --n-qubits 4 [--ancilla-elimination]``
 - ``qldm hardware emulate-check --backend aer-noise:FakeManilaV2 --n-qubits 2 [--shots 4000]``
 
@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import backend_name, config_parent, nonnegative_int, positive_int, progress_parent
+from qldm.commands.common import (
+    backend_name,
+    config_parent,
+    deprecated_alias,
+    nonnegative_int,
+    positive_int,
+    progress_parent,
+)
 
 BACKEND_HELP = "aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>"
 
@@ -27,17 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the config's sample.steps).",
     )
     p.add_argument("--backend", required=True, help=BACKEND_HELP)
-    p.add_argument(
-        "--blocks",
+    blocks = p.add_argument(
+        "--hardware-blocks",
         choices=["preset", "bottleneck", "all"],
         default="preset",
         help="Q-FFN blocks run on the backend (preset: the config's model.quantum_blocks)",
     )
-    p.add_argument("--steps", default="last:5", help="hardware steps: last:K | all | i,j,...")
+    steps = p.add_argument(
+        "--hardware-steps", default="last:5", help="denoising steps run on the backend: last:K | all | i,j,..."
+    )
     p.add_argument("--shots", type=positive_int, default=1024, help="shots per circuit evaluation")
     p.add_argument("--no-guidance", action="store_true", help="no classifier-free guidance (halves tokens)")
     p.add_argument("--ancilla-elimination", action="store_true", help="plan branch circuits (ancillas sampled)")
-    p.add_argument("--json", help="also write the plan to this JSON file")
+    out = p.add_argument("--out", help="also write the plan to this JSON file")
+    for old, new in (("--blocks", blocks), ("--steps", steps), ("--json", out)):
+        deprecated_alias(p, old, new)
 
     t = sub.add_parser(
         "transpile",
@@ -95,8 +106,8 @@ def _plan(args: argparse.Namespace) -> int:
     result = plan(
         cfg.model,
         args.backend,
-        blocks=cfg.model.quantum_blocks if args.blocks == "preset" else args.blocks,
-        steps=args.steps,
+        blocks=cfg.model.quantum_blocks if args.hardware_blocks == "preset" else args.hardware_blocks,
+        steps=args.hardware_steps,
         total_steps=cfg.sample.steps,
         guidance=not args.no_guidance,
         shots=args.shots,
@@ -104,8 +115,8 @@ def _plan(args: argparse.Namespace) -> int:
     )
     for key, value in result.items():
         print(f"{key:>22}: {value}")
-    if args.json:
-        with open(args.json, "w") as fh:
+    if args.out:
+        with open(args.out, "w") as fh:
             json.dump(result, fh, indent=2)
     return 0
 
