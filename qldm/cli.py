@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("qldm.commands.features", "feature maps and gradient flow of a checkpoint's Q-FFN blocks"),
     "captioner-accuracy": ("qldm.commands.captioner", "hair-colour captioner against the hand labels"),
     "fid-separation": ("qldm.commands.separation", "does the FID feature extractor separate real from degraded?"),
+    "config": ("qldm.commands.config", "show the effective run config (preset, then --config, then --set)"),
 }
 
 # commands whose --out is a folder they write: each keeps its transcript there (qldm.logs)

@@ -50,15 +50,19 @@ __all__ = [
 
 
 def config_parent(*, default_preset: str = "tiny") -> argparse.ArgumentParser:
-    """A parent parser with ``--preset``, ``--config`` and repeatable ``--set key=value``."""
+    """A parent parser with ``--preset``, ``--config`` and repeatable ``--set key=value``, layered in that order."""
     parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("run config")
+    group = parser.add_argument_group("run config (layered: preset, then --config, then --set)")
     group.add_argument(
         "--preset",
-        default=default_preset,
-        help=f"starting preset: tiny | anime64 | paper (default {default_preset})",
+        help=f"starting preset: tiny | anime64 | paper | micro (default {default_preset}; with --config and no "
+        "--preset, the dataclass defaults under the file)",
     )
-    group.add_argument("--config", help="start from a saved run_config.json (or a run directory) instead of a preset")
+    group.add_argument(
+        "--config",
+        help="a JSON or YAML config file (or a run directory's run_config.json) layered over the preset: "
+        "it need only hold the keys it changes",
+    )
     group.add_argument(
         "--set",
         dest="overrides",
@@ -67,6 +71,7 @@ def config_parent(*, default_preset: str = "tiny") -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set train.epochs=3 --set model.qffn.n_qubits=4 (repeatable)",
     )
+    parser.set_defaults(default_preset=default_preset)
     return parser
 
 
@@ -150,7 +155,10 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: argparse.Ac
 
 
 def resolve_config(args: argparse.Namespace):
-    """The run config the options describe: preset or saved config, then the ``--set`` overrides, validated.
+    """The run config the options describe: the preset, the ``--config`` file over it, then ``--set``, validated.
+
+    Without ``--preset``, a ``--config`` file stands on the dataclass defaults (a saved ``run_config.json`` is
+    complete, and loads as it was saved); with neither, the default preset is used.
 
     Raises:
         ValueError: On an unknown preset, key or value type, or an invalid combination.
@@ -158,7 +166,11 @@ def resolve_config(args: argparse.Namespace):
     """
     from qldm.config import apply_overrides, load_config, make_preset
 
-    base = load_config(Path(args.config)) if getattr(args, "config", None) else make_preset(args.preset)
+    preset, config = getattr(args, "preset", None), getattr(args, "config", None)
+    if config:
+        base = load_config(Path(config), base=make_preset(preset) if preset else None)
+    else:
+        base = make_preset(preset or getattr(args, "default_preset", "tiny"))
     return apply_overrides(base, list(args.overrides))
 
 
