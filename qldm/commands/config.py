@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import config_parent
+from qldm.commands.common import config_parent, progress_parent
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "parents", "run"]
+
+
+def parents() -> list[argparse.ArgumentParser]:
+    return [progress_parent()]  # accepted like everywhere; showing a config draws no bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
