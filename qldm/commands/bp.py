@@ -21,7 +21,12 @@ __all__ = ["add_arguments", "parents", "run"]
 
 
 def parents() -> list[argparse.ArgumentParser]:
-    return [out_parent(help="result JSON; the PNG goes next to it", default="bp_result.json"), progress_parent()]
+    return [
+        out_parent(
+            help="result JSON, never overwritten (see --resume); the PNG goes next to it", default="bp_result.json"
+        ),
+        progress_parent(),
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; returns 0.
 
     Raises:
-        ValueError: On an unknown design or noise backend, or a ``--resume`` file run with other settings.
+        ValueError: On an unknown design or noise backend, an ``--out`` that is not ``.json`` or already exists
+            without ``--resume``/``--shard``, or a ``--resume`` file run with other settings.
     """
     from pathlib import Path
 
@@ -112,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
     }
     out = Path(args.out)
+    if out.suffix.lower() != ".json":  # the study is resumable JSON; a table in another format would be a lie
+        raise ValueError(f"--out takes a .json study file (the PNG goes next to it), got {out}")
+    if out.exists() and not (args.resume or args.shard):
+        raise ValueError(f"{out} already holds a study; pass --resume to continue it or choose a new --out")
     if (args.resume or args.shard) and out.exists():
         with reading(out):
             result = StudyResult.load(out)
