@@ -32,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=positive_int, default=4, help="images per prompt (default 4)")
     parser.add_argument("--steps", type=positive_int, help="denoising steps (default: the run's sample.steps)")
     parser.add_argument("--guidance", type=finite_float, help="classifier-free guidance scale (default: the run's)")
-    parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
+    parser.add_argument(
+        "--scheduler",
+        help="sampler: ddim | dpm++ | ddpm, or the class name of any diffusers scheduler compatible with the model "
+        "(its scheduler's .compatibles, e.g. EulerDiscreteScheduler) (default: the run's)",
+    )
     parser.add_argument(
         "--seed", type=nonnegative_int, default=0, help="image k (prompt by prompt) starts from seed SEED+k"
     )
@@ -101,6 +105,29 @@ def _load_pipeline(args: argparse.Namespace):
     )
 
 
+def _scheduler(name: str, pipe, cfg):
+    """The sampler ``name``: one of the project's tuned samplers, or a compatible diffusers class by name.
+
+    A class from the pipeline scheduler's ``compatibles`` starts from that scheduler's config (the trained process:
+    betas, prediction type), with timesteps spaced ``"trailing"`` like the project's own samplers.
+
+    Raises:
+        ValueError: If ``name`` is neither, listing the compatible class names.
+    """
+    from qldm.models import make_sample_scheduler
+    from qldm.models.diffusion import SAMPLERS
+
+    if name in SAMPLERS:
+        return make_sample_scheduler(name, cfg.model)
+    compatible = {cls.__name__: cls for cls in pipe.scheduler.compatibles}
+    if name not in compatible:
+        raise ValueError(
+            f"--scheduler {name!r} is neither one of {list(SAMPLERS)} nor a scheduler compatible with this model: "
+            f"{', '.join(sorted(compatible))}"
+        )
+    return compatible[name].from_config(pipe.scheduler.config, timestep_spacing="trailing")
+
+
 def _write_settings(path, args: argparse.Namespace, cfg, *, steps: int, guidance: float) -> None:
     """How the images were made, as ``set.json``: ``qldm evaluate --images`` reads its report header from it."""
     import json
@@ -154,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qldm.commands.common import reading
     from qldm.config import apply_overrides
-    from qldm.models import check_circuit_compatible, make_sample_scheduler
+    from qldm.models import check_circuit_compatible
     from qldm.train.progress import save_grid
 
     if args.quantum_backend:
@@ -169,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
         requested = apply_overrides(cfg, list(args.expect)).model
         check_circuit_compatible(cfg.model.circuit_metadata(), requested.circuit_metadata())
     if args.scheduler:
-        pipe.scheduler = make_sample_scheduler(args.scheduler, cfg.model)
+        pipe.scheduler = _scheduler(args.scheduler, pipe, cfg)
     if args.quantum_executor:
         pipe.unet.set_quantum_executor(args.quantum_executor)
     prompts = args.prompt or list(cfg.sample.prompts)
