@@ -197,7 +197,21 @@ class RuntimeExecutor(Executor):
             "estimator": self.estimator,
         }
 
+    def check_spec(self, spec: CircuitSpec) -> None:
+        """Refuse a circuit wider than the backend before any job: the faithful circuit needs all its wires, the
+        ancilla-eliminated branches only the data qubits.
+
+        Raises:
+            ValueError: One line naming the backend's size (and ancilla elimination, where that would fit).
+        """
+        size, data = self.resolved.num_qubits, len(spec.data_qubits)
+        wires = data if self.ancilla_elimination else spec.num_qubits
+        if wires > size:
+            hint = "; ancilla_elimination=True needs only the data qubits" if data <= size else ""
+            raise ValueError(f"{spec.name}: {wires} wires exceed the {size} qubits of {self.resolved.name}{hint}")
+
     def compile(self, spec: CircuitSpec) -> _RuntimeProgram:
+        self.check_spec(spec)
         return _RuntimeProgram(spec, self)
 
     # ------------------------------------------------------------------ submission
