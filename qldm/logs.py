@@ -29,6 +29,7 @@ __all__ = ["LOG_NAME", "RunLog", "progress_wanted", "session"]
 
 LOG_NAME = "qldm.log"
 _LIBRARIES = ("diffusers", "transformers")
+_PROJECT_LOGGERS = ("qldm", "hardware", "analysis", "circuits")
 # read when tqdm and huggingface_hub are first imported, which is after a command starts
 _NO_BARS_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
@@ -111,11 +112,17 @@ class _Tee:
 
 
 class _LogHandler(logging.Handler):
-    """Sends log records to a :class:`RunLog` (including the ones the terminal does not show)."""
+    """Sends log records to a :class:`RunLog`: the project's info lines even when the terminal does not show them
+    (job ids, for one), and the libraries' from warnings up (their info lines, e.g. every transpiler pass, only
+    with ``everything``)."""
 
-    def __init__(self, log: RunLog) -> None:
+    def __init__(self, log: RunLog, *, everything: bool = False) -> None:
         super().__init__(logging.DEBUG)
-        self._log = log
+        self._log, self._everything = log, everything
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours = record.name.split(".")[0] in _PROJECT_LOGGERS
+        return (ours or self._everything or record.levelno >= logging.WARNING) and super().filter(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -176,7 +183,7 @@ def session(
         if not progress:
             stack.callback(_library_bars_off())
         if log is not None:
-            handler = _LogHandler(log)
+            handler = _LogHandler(log, everything=verbose)
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
             root.addHandler(handler)
             stack.callback(root.removeHandler, handler)

@@ -146,3 +146,13 @@ def test_train_writes_a_log_in_its_run_folder(tmp_path):
     text = (out / "qldm.log").read_text()
     assert f"qldm train --preset micro --set sample.seeds=0 --out {out}" in text
     assert "trained 2 steps" in text and "\r" not in text
+
+
+def test_run_log_takes_project_info_lines_and_library_warnings(tmp_path):
+    with logs.session("qldm x", run_folder=tmp_path) as log:
+        assert log is not None
+        logging.getLogger("hardware.executor").info("submitted job abc")
+        logging.getLogger("qiskit.passmanager").info("Pass: Optimize1qGates - 0.1 ms")
+        logging.getLogger("qiskit.passmanager").warning("a library warning")
+    text = (tmp_path / "qldm.log").read_text()
+    assert "submitted job abc" in text and "a library warning" in text and "Optimize1qGates" not in text
