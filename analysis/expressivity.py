@@ -249,10 +249,7 @@ def contraction_width(n_qubits: int, layers: list[int], *, ancillas: str = "per-
 
 def plot_sensitivity(points: list[SensitivityPoint], path=None):
     """Two panels against n: median/max output spread and input-gradient norm, one line per configuration."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot, so a notebook shows the figure inline
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     groups: dict[tuple, list[SensitivityPoint]] = {}
@@ -278,10 +275,7 @@ def plot_sensitivity(points: list[SensitivityPoint], path=None):
 
 def plot_simulability(rows: list[dict], path=None):
     """Schmidt rank (and its maximum) against layers."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot, so a notebook shows the figure inline
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     L = [r["n_layers"] for r in rows]

@@ -94,10 +94,7 @@ def feature_maps(
 
 def plot_feature_maps(blocks: list[BlockFeatures], path=None):
     """One row pair per block: the n input maps (A) above the n output maps (B)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot, so a notebook shows the figure inline
 
     n = max(b.before.shape[0] for b in blocks)
     fig, axes = plt.subplots(2 * len(blocks), n, figsize=(1.6 * n, 1.7 * 2 * len(blocks)), squeeze=False)

@@ -61,10 +61,7 @@ class GradFlowRecorder:
 
     def plot(self, path=None):
         """Grad norms (log) per block and component against step, and lambda against step."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # pyplot, so a notebook shows the figure inline
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
         for i, block in enumerate(dict.fromkeys(r["block"] for r in self.rows)):

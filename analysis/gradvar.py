@@ -267,7 +267,7 @@ def _branch_variance(g: np.ndarray) -> float:
 
 
 def variance_ci(g: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Variance over samples with a percentile bootstrap interval (resampling whole circuits).
+    """Variance over samples with a percentile bootstrap interval (resampling whole circuits; scipy's ``bootstrap``).
 
     Args:
         g: ``(N,)`` exact gradients or ``(N, K)`` branch estimates.
@@ -285,11 +285,19 @@ def variance_ci(g: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed:
     g = g[:, None] if g.ndim == 1 else g
     if g.shape[0] < 2:
         raise ValueError(f"need at least 2 samples for a variance, got {g.shape[0]}")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, g.shape[0], size=(n_boot, g.shape[0]))
-    boots = np.array([_branch_variance(g[i]) for i in idx])
-    a = (1 - level) / 2
-    return _branch_variance(g), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    from scipy.stats import bootstrap
+
+    # resample row indices, so a circuit's K branch estimates travel together
+    ci = bootstrap(
+        (np.arange(g.shape[0]),),
+        lambda rows: _branch_variance(g[rows]),
+        n_resamples=n_boot,
+        confidence_level=level,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return _branch_variance(g), float(ci.low), float(ci.high)
 
 
 def fit_slope(n: np.ndarray, var: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[float, float, float] | None:

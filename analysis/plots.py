@@ -1,4 +1,8 @@
-"""Plots of the analysis results (matplotlib, Agg); every function returns the figure and optionally saves it."""
+"""Plots of the analysis results; every function returns the figure and optionally saves it.
+
+The figures are pyplot figures, so a notebook shows them inline; the backend is left to the caller (scripts that only
+save files run headless on matplotlib's default Agg fallback).
+"""
 
 from __future__ import annotations
 
@@ -31,10 +35,7 @@ def plot_variance(result: Any, path: str | Path | None = None, *, title: str | N
     Returns:
         The matplotlib figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot, so a notebook shows the figure inline
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (design, layers), pts in series(result.points).items():
@@ -80,10 +81,7 @@ def plot_depth(result: Any, path: str | Path | None = None, *, title: str | None
     Returns:
         The matplotlib figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # pyplot, so a notebook shows the figure inline
 
     designs = sorted({p["design"] for p in result.points})
     fig, axes = plt.subplots(1, len(designs), figsize=(6 * len(designs), 4.5), sharey=True, squeeze=False)

@@ -177,12 +177,10 @@ def _markdown(table: list[dict], floor: dict, rows: list[dict]) -> str:
 
 
 def _plot(rows: list[dict], table: list[dict], path: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # a file only: no pyplot state, no backend chosen
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4))
+    fig = Figure(figsize=(22, 4))
+    axes = fig.subplots(1, 5)
     colours = {"q": "tab:purple", "c": "tab:gray", "m": "tab:orange", "l": "tab:green", "s": "tab:blue", "g": "tab:red"}
     for i, (metric, title) in enumerate(
         [("fid", "FID vs held-out"), ("hf", "HF energy ratio"), ("acc", "hair colour")]
@@ -208,7 +206,6 @@ def _plot(rows: list[dict], table: list[dict], path: Path) -> None:
             ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

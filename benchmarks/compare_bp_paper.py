@@ -237,16 +237,15 @@ def format_report(rows: list[dict], slopes: dict[str, dict]) -> str:
 def plot_comparison(rows: list[dict], slopes: dict[str, dict], path: str | Path, layers: list[int] | None = None):
     """Variance against n (ours filled with fitted lines, the paper's hollow), the ratio against n, and, with more
     than one depth, variance against L. Returns the figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib as mpl
+    from matplotlib.figure import Figure  # a file only: no pyplot state, no backend chosen
 
     depths = sorted({r["n_layers"] for r in rows})
     default = depths if len(depths) <= 3 else [L for L in (5, 50, 500) if L in depths] or depths[:: len(depths) // 3]
     shown = [L for L in (layers or default) if L in depths]  # a depth sweep's 11 series would hide each other
-    fig, axes = plt.subplots(1, 3 if len(depths) > 1 else 2, figsize=(16 if len(depths) > 1 else 11, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(16 if len(depths) > 1 else 11, 4.8))
+    axes = fig.subplots(1, 3 if len(depths) > 1 else 2)
+    colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     series = [(d, L) for d in ("none", "per-qubit") for L in shown if any(r["design"] == d for r in rows)]
     for i, (design, L) in enumerate(series):
         sel = [r for r in rows if r["design"] == design and r["n_layers"] == L]

@@ -113,11 +113,10 @@ def to_qasm3(spec: CircuitSpec, path: str | Path | None = None, *, inputs: Seque
 
 
 def draw(spec: CircuitSpec, path: str | Path | None = None, **kwargs) -> Any:
-    """Draw the circuit with matplotlib; save it to ``path`` if given. Returns the figure."""
-    import matplotlib
+    """Draw the circuit with matplotlib; save it to ``path`` if given. Returns the figure.
 
-    if path is not None:
-        matplotlib.use("Agg", force=False)
+    The backend is the caller's: in a notebook the figure shows inline, a headless script falls back to Agg.
+    """
     fig = spec.circuit.draw(output="mpl", fold=kwargs.pop("fold", 40), **kwargs)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")

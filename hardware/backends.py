@@ -12,6 +12,9 @@ by :func:`parse_backend_name`; a bare fake name (``FakeTorino``) is refused with
   (``QISKIT_IBM_TOKEN``, ``QISKIT_IBM_CHANNEL``, ``QISKIT_IBM_INSTANCE``) or a saved Qiskit account; the token
   is handed to the service and never printed, logged or written anywhere.
 
+Qiskit's own objects work too (:func:`resolve_backend_object`), as qiskit-ibm-runtime's ``EstimatorV2(mode=...)``
+takes them: a fake backend instance, an ``IBMBackend``, a noiseless ``AerSimulator``, or a ``Session``/``Batch``.
+
 Nothing here builds a backend or a service at import time.
 """
 
@@ -30,6 +33,7 @@ __all__ = [
     "fake_backend_names",
     "parse_backend_name",
     "resolve_backend",
+    "resolve_backend_object",
     "saved_account_file",
 ]
 
@@ -203,3 +207,40 @@ def resolve_backend(name: str) -> ResolvedBackend:
     except Exception as err:  # noqa: BLE001 - the service's own error may echo request details
         raise BackendError(f"IBM backend {arg!r} is not available to this account ({type(err).__name__})") from None
     return ResolvedBackend(name=name, kind="ibm", backend=device, service=service)
+
+
+def resolve_backend_object(obj: Any) -> ResolvedBackend:
+    """A :class:`ResolvedBackend` for a Qiskit object instead of a name.
+
+    Args:
+        obj: A ``qiskit_ibm_runtime`` fake backend (local testing mode, as ``fake:<Name>``), an ``IBMBackend`` (as
+            ``ibm:<device>``, with its service), an ``AerSimulator`` without a noise model (as ``aer``), or a
+            ``Session``/``Batch`` (its backend).
+
+    Raises:
+        BackendError: For any other object, or an ``AerSimulator`` with a noise model (name ``aer-noise:<Fake>``).
+    """
+    from qiskit_ibm_runtime import IBMBackend, Session
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
+
+    if isinstance(obj, Session):  # Batch is a Session
+        inner = getattr(obj, "_backend", None)  # the object it was opened with; public API gives only the name
+        if inner is None and obj.backend() is not None:
+            inner = obj.service.backend(obj.backend())
+        if inner is None:
+            raise BackendError(f"{type(obj).__name__} has no backend; open it with backend=...")
+        return resolve_backend_object(inner)
+    if isinstance(obj, FakeBackendV2):
+        return ResolvedBackend(name=f"fake:{type(obj).__name__}", kind="fake", backend=obj)
+    if isinstance(obj, IBMBackend):
+        return ResolvedBackend(name=f"ibm:{obj.name}", kind="ibm", backend=obj, service=obj.service)
+    from qiskit_aer import AerSimulator
+
+    if isinstance(obj, AerSimulator):
+        if obj.options.noise_model is not None:
+            raise BackendError("an AerSimulator with a noise model is not supported; name it aer-noise:<FakeName>")
+        return ResolvedBackend(name="aer", kind="aer", backend=obj, simulator=obj)
+    raise BackendError(
+        f"cannot run on a {type(obj).__name__}; pass a backend name ({', '.join(VALID_FORMS)}), a fake or IBM "
+        "backend, a noiseless AerSimulator, a Session or a Batch"
+    )

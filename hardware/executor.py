@@ -35,7 +35,7 @@ import torch
 
 from circuits.spec import CircuitSpec
 from hardware.ancilla import all_patterns, branch_parameter_values
-from hardware.backends import ResolvedBackend, resolve_backend
+from hardware.backends import ResolvedBackend, resolve_backend, resolve_backend_object
 from hardware.jobs import HardwareJobError, JobJournal, JobRunner, ResultCache
 from hardware.primitives import EstimatorFactory, EstimatorKind, Resilience, make_estimator
 from hardware.transpile import Transpiled, Transpiler
@@ -47,16 +47,28 @@ log = logging.getLogger(__name__)
 Mode = Literal["job", "batch", "session"]
 
 
+def _session_object(obj: Any) -> Any:
+    """``obj`` if it is a qiskit-ibm-runtime ``Session`` or ``Batch``, else ``None`` (runtime imported only then)."""
+    if isinstance(obj, str | ResolvedBackend) or obj is None:
+        return None
+    from qiskit_ibm_runtime import Session
+
+    return obj if isinstance(obj, Session) else None
+
+
 class RuntimeExecutor(Executor):
     """Expectation values from an Estimator primitive on a named backend (forward only).
 
     Args:
-        backend: A backend name (see :mod:`hardware.backends`) or a resolved backend.
+        backend: A backend name (see :mod:`hardware.backends`), a resolved backend, or a Qiskit object as
+            qiskit-ibm-runtime's ``EstimatorV2(mode=...)`` takes it: a fake or IBM backend instance, a noiseless
+            ``AerSimulator``, or an open ``Session``/``Batch`` (used as the mode; see :func:`resolve_backend_object`).
         shots: Shots per parameter set (split over branches with ancilla elimination). ``None`` with ``aer``: exact
             expectation values.
         precision: Target standard error instead of shots (runtime semantics; overrides ``shots``).
         resilience: Mitigation options passed to the runtime Estimator (a :class:`Resilience` or its dict).
-        mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it).
+        mode: ``"job"``, ``"batch"`` or ``"session"`` (runtime kinds; Aer ignores it), or an open ``Session``/
+            ``Batch`` object to run in (on its backend; the caller keeps it and closes it).
         max_pubs_per_job: Split jobs beyond this many PUBs.
         max_parameter_sets_per_pub: Split a PUB's parameter array beyond this many rows.
         retries: Further attempts after a transient failure (polling the same job when it was submitted); waits
@@ -87,12 +99,12 @@ class RuntimeExecutor(Executor):
 
     def __init__(
         self,
-        backend: str | ResolvedBackend,
+        backend: Any,
         *,
         shots: int | None = 1024,
         precision: float | None = None,
         resilience: Resilience | dict | None = None,
-        mode: Mode = "job",
+        mode: Mode | Any = "job",
         max_pubs_per_job: int = 100,
         max_parameter_sets_per_pub: int = 4096,
         retries: int = 3,
@@ -106,15 +118,26 @@ class RuntimeExecutor(Executor):
         estimator_factory: EstimatorFactory | None = None,
         job_retriever: Callable[[str], Any] | None = None,
     ) -> None:
-        if mode not in ("job", "batch", "session"):
-            raise ValueError(f"mode must be 'job', 'batch' or 'session', got {mode!r}")
+        given = _session_object(mode) or _session_object(backend)  # a caller's Session/Batch: runs in it
+        if given is None and mode not in ("job", "batch", "session"):
+            raise ValueError(f"mode must be 'job', 'batch', 'session' or a Session/Batch, got {mode!r}")
+        if given is not None:
+            backend = backend if isinstance(backend, str | ResolvedBackend) else given
+            mode = "batch" if type(given).__name__ == "Batch" else "session"
         if shots is not None and shots < 1:
             raise ValueError(f"shots must be >= 1 or None, got {shots}")
         if precision is not None and not precision > 0:
             raise ValueError(f"precision must be > 0, got {precision}")
         if min(max_pubs_per_job, max_parameter_sets_per_pub, max_branches) < 1 or retries < 0:
             raise ValueError("max_pubs_per_job, max_parameter_sets_per_pub, max_branches must be >= 1, retries >= 0")
-        self.resolved = resolve_backend(backend) if isinstance(backend, str) else backend
+        if isinstance(backend, str):
+            self.resolved = resolve_backend(backend)
+        elif isinstance(backend, ResolvedBackend):
+            self.resolved = backend
+        else:
+            self.resolved = resolve_backend_object(backend)
+        if given is not None and self.resolved.kind not in ("fake", "ibm"):
+            raise ValueError(f"a {type(given).__name__} runs runtime backends (fake:, ibm:), not {self.resolved.name}")
         self.shots, self.precision = shots, precision
         self.resilience = Resilience(**resilience) if isinstance(resilience, dict) else resilience or Resilience()
         self.mode, self.retries, self.backoff = mode, int(retries), float(backoff)
@@ -131,7 +154,8 @@ class RuntimeExecutor(Executor):
             layout_candidates=layout_candidates,
             cache_dir=self.cache_dir,
         )
-        self._mode_obj: Any = None
+        self._mode_obj: Any = given
+        self._owns_mode = given is None  # a caller's Session/Batch is the caller's to close
         self.results = ResultCache(self.cache_dir)
         if job_retriever is None and self.resolved.kind == "ibm" and self.resolved.service is not None:
             job_retriever = self.resolved.service.job  # IBM jobs outlive the process: a rerun collects them
@@ -175,7 +199,21 @@ class RuntimeExecutor(Executor):
             "estimator": self.estimator,
         }
 
+    def check_spec(self, spec: CircuitSpec) -> None:
+        """Refuse a circuit wider than the backend before any job: the faithful circuit needs all its wires, the
+        ancilla-eliminated branches only the data qubits.
+
+        Raises:
+            ValueError: One line naming the backend's size (and ancilla elimination, where that would fit).
+        """
+        size, data = self.resolved.num_qubits, len(spec.data_qubits)
+        wires = data if self.ancilla_elimination else spec.num_qubits
+        if wires > size:
+            hint = "; ancilla_elimination=True needs only the data qubits" if data <= size else ""
+            raise ValueError(f"{spec.name}: {wires} wires exceed the {size} qubits of {self.resolved.name}{hint}")
+
     def compile(self, spec: CircuitSpec) -> _RuntimeProgram:
+        self.check_spec(spec)
         return _RuntimeProgram(spec, self)
 
     # ------------------------------------------------------------------ submission
@@ -190,7 +228,7 @@ class RuntimeExecutor(Executor):
 
     def close(self) -> None:
         """Close an open Session/Batch (no-op in job mode)."""
-        if self._mode_obj is not None:
+        if self._mode_obj is not None and self._owns_mode:
             self._mode_obj.close()
             self._mode_obj = None
 

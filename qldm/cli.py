@@ -2,9 +2,11 @@
 
 A command module exposes ``add_arguments(parser)`` (cheap: no heavy imports), ``run(args) -> int`` and, optionally,
 ``parents() -> list[ArgumentParser]``: the shared option sets of :mod:`qldm.commands.common` it takes
-(``--preset/--config/--set``, ``--out``, ``--no-progress``), so those options mean the same in every command; and
-``output_lock(args)``: the :class:`~qldm.train.runlock.RunLock` of what it writes (or None), held while it runs, so a
-second writer of the same output is refused with one line before it does any work.
+(``--preset/--config/--set``, ``--out``, ``--no-progress/--verbose/--quiet``), so those options mean the same in every
+command; and ``output_lock(args)``: the :class:`~qldm.train.runlock.RunLock` of what it writes (or None), held while it
+runs, so a second writer of the same output is refused with one line before it does any work. ``--no-progress``,
+``--verbose`` and ``--quiet`` also work before the command name; how much a command shows and its run-folder log are
+set up by :mod:`qldm.logs`.
 
 Errors: a bad argument, config value or input file, an OS error (missing, unreadable or read-only path, full disk),
 running out of memory and a hardware job that failed after its retries each end the command with one line on
@@ -17,10 +19,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import shlex
 import sys
 import typing
 
-__all__ = ["main", "COMMANDS"]
+from qldm.commands.common import add_output_options
+
+__all__ = ["main", "COMMANDS", "RUN_FOLDER_COMMANDS"]
 
 # name -> (module, one-line help). Every command lives in qldm.commands; a command module imports hardware or
 # analysis only inside its functions, and only the chosen command's module is imported.
@@ -38,7 +43,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("qldm.commands.features", "feature maps and gradient flow of a checkpoint's Q-FFN blocks"),
     "captioner-accuracy": ("qldm.commands.captioner", "hair-colour captioner against the hand labels"),
     "fid-separation": ("qldm.commands.separation", "does the FID feature extractor separate real from degraded?"),
+    "config": ("qldm.commands.config", "show the effective run config (preset, then --config, then --set)"),
 }
+
+# commands whose --out is a folder they write: each keeps its transcript there (qldm.logs)
+RUN_FOLDER_COMMANDS = frozenset({"demo", "train", "train-vae", "sample", "evaluate", "ablate", "features"})
 
 
 def _load(name: str):
@@ -49,6 +58,35 @@ def _load(name: str):
         if err.name and module_name.startswith(err.name):
             return None
         raise
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default after its help, unless the help already states it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default is None
+            or default is False
+            or default == []
+            or default == argparse.SUPPRESS
+            or isinstance(action, argparse._VersionAction)
+        ):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default {shown.replace('%', '%%')})"
+
+
+def _use_formatter(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every subparser below it the defaults-showing help formatter."""
+    parser.formatter_class = _HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _use_formatter(sub)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +110,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = _Parser(prog="qldm", description="Hybrid quantum-classical latent diffusion on Qiskit.")
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_output_options(parser, prefix="global_")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
@@ -80,6 +119,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, parents=parents)
         if module is not None:
             module.add_arguments(p)
+    _use_formatter(parser)
     return parser
 
 
@@ -95,6 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"qldm {args.command}: this command is not available in this build", file=sys.stderr)
         return 2
+    from qldm import logs
+
+    for name in ("no_progress", "verbose", "quiet"):  # before or after the command name, the same
+        setattr(args, name, bool(getattr(args, name, False) or getattr(args, f"global_{name}")))
+    if args.verbose and args.quiet:
+        parser.error("--verbose and --quiet exclude each other")
+    args.no_progress = not logs.progress_wanted(no_progress=args.no_progress, quiet=args.quiet)
+    folder = getattr(args, "out", None) if args.command in RUN_FOLDER_COMMANDS else None
+    line = shlex.join(["qldm", *argv])
+    with logs.session(line, progress=not args.no_progress, verbose=args.verbose, quiet=args.quiet, run_folder=folder):
+        return _run(module, args)
+
+
+def _run(module, args: argparse.Namespace) -> int:
+    """``module.run(args)``, its expected errors turned into one line and an exit code."""
     if args.debug:
         with _output_lock(module, args):
             return int(module.run(args) or 0)  # tracebacks as they are

@@ -1,9 +1,12 @@
-"""Typed run configuration: frozen dataclasses, checked ``--set key=value`` overrides, JSON I/O.
+"""Typed run configuration: frozen dataclasses, checked ``--set key=value`` overrides, JSON and YAML I/O.
 
 A run is fully described by one :class:`RunConfig` (model, data, training, sampling). It is saved as JSON next to
 every checkpoint and exported pipeline, so a result can always be traced to the exact configuration that made it.
 Presets live in :mod:`qldm.presets` (built by functions, no mutable module state); overrides are parsed against the
 dataclass field types, never evaluated as code, and may reach nested sections (``model.qffn.n_qubits=3``).
+
+Config files are JSON or YAML (by suffix: ``.yaml``/``.yml``), complete or partial: :func:`load_config` layers a
+file over a base config (a preset), key by key, so a file need only hold what it changes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,8 @@ __all__ = [
     "apply_overrides",
     "save_config",
     "load_config",
+    "read_config_file",
+    "config_to_yaml",
     "config_to_dict",
     "config_from_dict",
 ]
@@ -203,7 +209,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     return cfg.validate()
 
 
-# --------------------------------------------------------------------------------------------------- JSON I/O
+# ---------------------------------------------------------------------------------------------- JSON/YAML I/O
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -227,21 +233,79 @@ def save_config(cfg: RunConfig, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read a config written by :func:`save_config` (a file, or a directory holding ``run_config.json``).
+def load_config(path: str | os.PathLike, *, base: RunConfig | None = None) -> RunConfig:
+    """Read a config file (JSON or YAML, or a directory holding ``run_config.json``), layered over ``base``.
+
+    Args:
+        path: The file or run directory.
+        base: Config whose values stand where the file is silent (a preset); ``None``: the dataclass defaults.
 
     Raises:
         FileNotFoundError: If there is no such file.
-        ValueError: Naming the file, if it is not valid JSON, holds unknown keys, lacks a section or field, or fails
-            validation.
+        ValueError: Naming the file, if it cannot be parsed, holds unknown keys, fails validation, or (without
+            ``base``) lacks a section or field: a saved config is complete, and presets are the only source of defaults.
+    """
+    raw = read_config_file(path)
+    where = Path(path) / "run_config.json" if Path(path).is_dir() else Path(path)
+    try:
+        if base is not None:
+            raw = _layer(config_to_dict(base), raw)
+        return config_from_dict(raw, complete=base is None).validate()
+    except (ValueError, TypeError) as err:  # a non-dict section is a TypeError
+        raise ValueError(f"run config {where}: {err}") from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a JSON or YAML config file (a directory: its ``run_config.json``), not yet checked.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        ValueError: Naming the file, if it does not parse or does not hold a mapping.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "run_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no run config at {path}")
+    text = path.read_text()
     try:
-        # complete: a saved config lacking a section or field is damaged; defaults come from presets alone
-        return config_from_dict(json.loads(path.read_text()), complete=True).validate()
-    except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError; a non-dict section a TypeError
+        raw = _yaml_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except ValueError as err:  # JSONDecodeError
         raise ValueError(f"run config {path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - yaml.YAMLError, imported lazily
+        reason = " ".join(str(err).split())
+        raise ValueError(f"run config {path}: not valid YAML: {reason}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"run config {path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: nested sections merge key by key, any other value in ``top`` replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        both = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _layer(base[key], value) if both else value
+    return out
+
+
+# YAML 1.1 reads 1e-4 (no dot) as a string; config files write learning rates that way
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+def _yaml_load(text: str) -> Any:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """Safe loading, plus exponent floats without a dot."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def config_to_yaml(cfg: RunConfig) -> str:
+    """``cfg`` as YAML text that :func:`load_config` reads back (sections in field order)."""
+    import yaml
+
+    plain = json.loads(json.dumps(config_to_dict(cfg)))  # tuples become lists, which YAML writes plainly
+    return yaml.safe_dump(plain, sort_keys=False)

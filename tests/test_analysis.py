@@ -126,7 +126,7 @@ def _args(tmp_path, **kw):
         "bp",
         "--design",
         "none,shared",
-        "--qubits",
+        "--n-qubits",
         "2,3",
         "--layers",
         "3",
@@ -228,7 +228,7 @@ def test_depth_sweep_gets_a_depth_plot(tmp_path):
     """Three or more layer counts make `qldm bp` also plot variance against depth, one panel per design."""
     from analysis.plots import plot_depth
 
-    argv = ["bp", "--design", "none,per-qubit", "--qubits", "2,3", "--layers", "2,3,5", "--samples", "12"]
+    argv = ["bp", "--design", "none,per-qubit", "--n-qubits", "2,3", "--layers", "2,3,5", "--samples", "12"]
     argv += ["--bootstrap", "20", "--out", str(tmp_path / "d.json"), "--no-progress"]
     args = build_parser(argv).parse_args(argv)
     assert cli_bp.run(args) == 0

@@ -39,7 +39,7 @@ def test_schmidt_rank_known_states_and_growth_with_layers():
 def test_expressivity_cli(tmp_path, capsys):
     argv = [
         "expressivity",
-        "--qubits",
+        "--n-qubits",
         "2,3",
         "--ancillas",
         "per-qubit",

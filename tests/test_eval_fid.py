@@ -121,7 +121,7 @@ def test_fid_separation_and_captioner_commands(tmp_path, capsys):
     from qldm.cli import main
 
     out = tmp_path / "sep.json"
-    assert main(["fid-separation", "--source", "procedural", "--n", "16", "--json", str(out)]) == 0
+    assert main(["fid-separation", "--source", "procedural", "--n", "16", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["comparison"] == "real A vs real B" and rows[0]["n"] == 8 and len(rows) == 7
     assert "real A vs B blurred" in capsys.readouterr().out

@@ -205,9 +205,9 @@ def test_cli_plan_and_emulate_check(capsys, tmp_path):
                 "aer",
                 "--preset",
                 "tiny",
-                "--steps",
+                "--hardware-steps",
                 "last:2",
-                "--json",
+                "--out",
                 str(out_json),
             ]
         )
@@ -220,7 +220,7 @@ def test_cli_plan_and_emulate_check(capsys, tmp_path):
     assert p["parameter_sets"] == 2 * p["tokens_per_call"][0] and "model" in p["qpu_time_note"]
     # the run config comes from --preset/--config/--set, as in `qldm train`
     argv = ["hardware", "plan", "--backend", "aer", "--preset", "tiny", "--set", "sample.steps=7"]
-    assert main([*argv, "--steps", "all", "--json", str(out_json)]) == 0
+    assert main([*argv, "--hardware-steps", "all", "--out", str(out_json)]) == 0
     assert json.loads(out_json.read_text())["total_steps"] == 7
     assert main(["hardware", "plan", "--backend", "aer", "--set", "sample.nosuch=1"]) == 2
     assert (

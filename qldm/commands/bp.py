@@ -6,6 +6,7 @@ import argparse
 
 from qldm.commands.common import (
     backend_name,
+    deprecated_alias,
     int_at_least,
     int_list,
     nonnegative_int,
@@ -20,17 +21,25 @@ __all__ = ["add_arguments", "parents", "run"]
 
 
 def parents() -> list[argparse.ArgumentParser]:
-    return [out_parent(help="result JSON; the PNG goes next to it", default="bp_result.json"), progress_parent()]
+    return [
+        out_parent(
+            help="result JSON, never overwritten (see --resume); the PNG goes next to it", default="bp_result.json"
+        ),
+        progress_parent(),
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap: no heavy imports)."""
     parser.add_argument("--design", default="none,per-qubit", help="comma list of none, per-qubit, shared, qffn")
-    parser.add_argument("--qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
+    qubits = parser.add_argument("--n-qubits", type=int_list, default=[2, 4, 6], help="data qubit counts, e.g. 2,4,6")
+    deprecated_alias(parser, "--qubits", qubits)
     parser.add_argument("--layers", type=int_list, default=[5, 50], help="layer counts, e.g. 5,50,500")
     parser.add_argument("--samples", type=int_at_least(2), default=100, help="random circuits per point (>= 2)")
-    parser.add_argument("--observable", default="z0z1", choices=["z0z1", "global", "local"])
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument(
+        "--observable", default="z0z1", choices=["z0z1", "global", "local"], help="measured observable O"
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random circuits")
     parser.add_argument("--pooled", action="store_true", help="also the variance pooled over all parameters")
     parser.add_argument(
         "--branches", type=positive_int, default=8, help="sampled ancilla patterns per circuit past reach"
@@ -79,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; returns 0.
 
     Raises:
-        ValueError: On an unknown design or noise backend, or a ``--resume`` file run with other settings.
+        ValueError: On an unknown design or noise backend, an ``--out`` that is not ``.json`` or already exists
+            without ``--resume``/``--shard``, or a ``--resume`` file run with other settings.
     """
     from pathlib import Path
 
@@ -96,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         backend_name(args.noise, kinds=("aer-noise", "fake"))
     settings = {
         "designs": designs,
-        "qubits": args.qubits,
+        "qubits": args.n_qubits,
         "layers": args.layers,
         "samples": args.samples,
         "observable": args.observable,
@@ -108,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap,
     }
     out = Path(args.out)
+    if out.suffix.lower() != ".json":  # the study is resumable JSON; a table in another format would be a lie
+        raise ValueError(f"--out takes a .json study file (the PNG goes next to it), got {out}")
+    if out.exists() and not (args.resume or args.shard):
+        raise ValueError(f"{out} already holds a study; pass --resume to continue it or choose a new --out")
     if (args.resume or args.shard) and out.exists():
         with reading(out):
             result = StudyResult.load(out)
@@ -118,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         result = StudyResult(settings=settings)
     configs = make_configs(
         designs,
-        args.qubits,
+        args.n_qubits,
         args.layers,
         observable=args.observable,
         samples=args.samples,

@@ -4,8 +4,14 @@ common values (integer lists, backend names).
 The options mean the same in every command:
 
 - ``--preset/--config/--set``: the run config (a preset or a saved ``run_config.json``, then typed overrides);
-- ``--out``: where the command writes;
-- ``--no-progress``: no progress bars.
+- ``--out``: where the command writes (a file or a folder; never ``--json``);
+- ``--no-progress``, ``--verbose``, ``--quiet``: how much the command shows (also before the command name).
+
+One name has one meaning in every command: ``--steps`` counts denoising steps and ``--hardware-steps`` picks the
+steps that run on a backend; ``--seed`` is one integer and ``--seeds`` a comma list of sampling seeds, each giving a
+full image set; ``--batch-size`` is prompts per sampling batch; ``--n-qubits`` is data qubits (a comma list where the
+command sweeps it, like ``--layers``); ``--n`` counts images. A renamed option keeps its old name for one release as
+a hidden alias, :func:`deprecated_alias`, that prints one warning line.
 
 A command module lists the parents it wants in ``parents()``; :mod:`qldm.cli` builds its subparser from them.
 Number options are checked by their argparse ``type`` (:func:`positive_int`, :func:`nonnegative_int`,
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +36,7 @@ __all__ = [
     "backend_name",
     "check_image_memory",
     "config_parent",
+    "deprecated_alias",
     "finite_float",
     "int_at_least",
     "int_list",
@@ -46,15 +54,19 @@ __all__ = [
 
 
 def config_parent(*, default_preset: str = "tiny") -> argparse.ArgumentParser:
-    """A parent parser with ``--preset``, ``--config`` and repeatable ``--set key=value``."""
+    """A parent parser with ``--preset``, ``--config`` and repeatable ``--set key=value``, layered in that order."""
     parser = argparse.ArgumentParser(add_help=False)
-    group = parser.add_argument_group("run config")
+    group = parser.add_argument_group("run config (layered: preset, then --config, then --set)")
     group.add_argument(
         "--preset",
-        default=default_preset,
-        help=f"starting preset: tiny | anime64 | paper (default {default_preset})",
+        help=f"starting preset: tiny | anime64 | paper | micro (default {default_preset}; with --config and no "
+        "--preset, the dataclass defaults under the file)",
     )
-    group.add_argument("--config", help="start from a saved run_config.json (or a run directory) instead of a preset")
+    group.add_argument(
+        "--config",
+        help="a JSON or YAML config file (or a run directory's run_config.json) layered over the preset: "
+        "it need only hold the keys it changes",
+    )
     group.add_argument(
         "--set",
         dest="overrides",
@@ -63,6 +75,7 @@ def config_parent(*, default_preset: str = "tiny") -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set train.epochs=3 --set model.qffn.n_qubits=4 (repeatable)",
     )
+    parser.set_defaults(default_preset=default_preset)
     return parser
 
 
@@ -77,14 +90,79 @@ def out_parent(*, help: str, default: str | None = None) -> argparse.ArgumentPar
 
 
 def progress_parent() -> argparse.ArgumentParser:
-    """A parent parser with ``--no-progress``."""
+    """A parent parser with ``--no-progress``, ``--verbose`` and ``--quiet`` (see :mod:`qldm.logs`)."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_options(parser)
     return parser
 
 
+def add_output_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """``--no-progress``, ``--verbose`` and ``--quiet`` on ``parser``, stored as ``<prefix>no_progress``, ...
+
+    ``qldm`` itself takes them too (``qldm --quiet CMD``), under a prefix, since a subcommand's own defaults would
+    overwrite values parsed before the command name.
+    """
+    parser.add_argument(
+        "--no-progress",
+        dest=f"{prefix}no_progress",
+        action="store_true",
+        help="no progress bars (also off when stderr is not a terminal or TQDM_DISABLE is set)",
+    )
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-v",
+        "--verbose",
+        dest=f"{prefix}verbose",
+        action="store_true",
+        help="also show info lines of qldm and libraries",
+    )
+    loud.add_argument(
+        "-q",
+        "--quiet",
+        dest=f"{prefix}quiet",
+        action="store_true",
+        help="results and errors only: no bars, no warnings",
+    )
+
+
+class _DeprecatedAlias(argparse.Action):
+    """Stores like the option it stands for, after one warning line on stderr."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(
+            f"{parser.prog}: warning: {option_string} is deprecated and goes in the next release; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: argparse.Action) -> None:
+    """Accept ``old`` as a deprecated name of the option ``new`` (same destination, type and choices).
+
+    The alias is hidden from ``--help``; using it prints one warning line naming the new option.
+    """
+    parser.add_argument(
+        old,
+        dest=new.dest,
+        action=_DeprecatedAlias,
+        new=new.option_strings[-1],
+        type=new.type,
+        choices=new.choices,
+        metavar=new.metavar,
+        default=argparse.SUPPRESS,  # the new option's default stands
+        help=argparse.SUPPRESS,
+    )
+
+
 def resolve_config(args: argparse.Namespace):
-    """The run config the options describe: preset or saved config, then the ``--set`` overrides, validated.
+    """The run config the options describe: the preset, the ``--config`` file over it, then ``--set``, validated.
+
+    Without ``--preset``, a ``--config`` file stands on the dataclass defaults (a saved ``run_config.json`` is
+    complete, and loads as it was saved); with neither, the default preset is used.
 
     Raises:
         ValueError: On an unknown preset, key or value type, or an invalid combination.
@@ -92,7 +170,11 @@ def resolve_config(args: argparse.Namespace):
     """
     from qldm.config import apply_overrides, load_config, make_preset
 
-    base = load_config(Path(args.config)) if getattr(args, "config", None) else make_preset(args.preset)
+    preset, config = getattr(args, "preset", None), getattr(args, "config", None)
+    if config:
+        base = load_config(Path(config), base=make_preset(preset) if preset else None)
+    else:
+        base = make_preset(preset or getattr(args, "default_preset", "tiny"))
     return apply_overrides(base, list(args.overrides))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import config_parent, out_parent, positive_int, progress_parent
+from qldm.commands.common import config_parent, deprecated_alias, out_parent, positive_int, progress_parent
 
 
 def parents() -> list[argparse.ArgumentParser]:
@@ -18,10 +18,10 @@ def parents() -> list[argparse.ArgumentParser]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--samples", type=positive_int, default=220, help="generated faces to judge (>= 200 recommended)"
-    )
-    parser.add_argument("--batch", type=positive_int, default=55, help="prompts per sampling batch")
+    n = parser.add_argument("--n", type=positive_int, default=220, help="generated faces to judge (>= 200 recommended)")
+    batch = parser.add_argument("--batch-size", type=positive_int, default=55, help="prompts per sampling batch")
+    deprecated_alias(parser, "--samples", n)
+    deprecated_alias(parser, "--batch", batch)
 
 
 def eval_prompts(cfg, n: int, *, seed: int = 1234) -> list[dict[str, str]]:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     train_s = time.perf_counter() - t0
     pipe = QLDMPipeline.from_pretrained(result.pipeline_dir)
     record = hair_colour_check(
-        pipe, result.cfg, out, n=args.samples, batch=args.batch, show_progress=not args.no_progress
+        pipe, result.cfg, out, n=args.n, batch=args.batch_size, show_progress=not args.no_progress
     )
     total_s = time.perf_counter() - t0
     record.update(train_seconds=train_s, total_seconds=total_s)

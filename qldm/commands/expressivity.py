@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from qldm.commands.common import (
+    deprecated_alias,
     int_at_least,
     int_list,
     nonnegative_int,
@@ -23,19 +24,20 @@ def parents() -> list[argparse.ArgumentParser]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options (cheap)."""
-    parser.add_argument("--qubits", type=int_list, default=[2, 4, 6, 8], help="data qubit counts")
+    qubits = parser.add_argument("--n-qubits", type=int_list, default=[2, 4, 6, 8], help="data qubit counts")
+    deprecated_alias(parser, "--qubits", qubits)
     parser.add_argument("--ancillas", type=word_list, default=["none", "per-qubit"], help="none, per-qubit, shared")
     parser.add_argument("--readout", type=word_list, default=["ring", "local"], help="ring (original) and/or local")
     parser.add_argument("--layers", type=int_list, default=[2], help="circuit layers")
     parser.add_argument("--init", type=word_list, default=["uniform", "small"], help="uniform and/or small")
     parser.add_argument("--inputs", type=int_at_least(2), default=64, help="inputs x ~ N(0,1) per weight draw (>= 2)")
-    parser.add_argument("--weight-draws", type=positive_int, default=3)
+    parser.add_argument("--weight-draws", type=positive_int, default=3, help="random weight sets per configuration")
     parser.add_argument(
         "--max-exact-wires", type=positive_int, default=12, help="statevector up to here, then tensornet"
     )
     parser.add_argument("--sim-qubits", type=positive_int, default=6, help="n for the Schmidt-rank study (2n wires)")
     parser.add_argument("--sim-layers", type=int_list, default=[1, 2, 3, 4], help="layers for the Schmidt-rank study")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the inputs and weights")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_simulability_size(args.sim_qubits)  # every check before the sweep, which takes minutes
     points = sensitivity_sweep(
-        args.qubits,
+        args.n_qubits,
         ancillas=args.ancillas,
         readouts=args.readout,
         layers=args.layers,
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     )
     ranks = simulability(args.sim_qubits, args.sim_layers, seed=args.seed)
     try:
-        widths = contraction_width(max(args.qubits), args.sim_layers)
+        widths = contraction_width(max(args.n_qubits), args.sim_layers)
     except Exception as err:  # noqa: BLE001 - the tensornet planner is optional for this report
         widths = [{"error": f"{type(err).__name__}: {err}"}]
     out = Path(args.out)
@@ -103,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     for w in widths:
         if "largest" in w:
             print(
-                f"  tensornet plan n={max(args.qubits)} L={w['n_layers']}: largest intermediate "
-                f"{w['largest']:.0f}, {w['flops']:.3g} flops/token (statevector 2**{2 * max(args.qubits)})"
+                f"  tensornet plan n={max(args.n_qubits)} L={w['n_layers']}: largest intermediate "
+                f"{w['largest']:.0f}, {w['flops']:.3g} flops/token (statevector 2**{2 * max(args.n_qubits)})"
             )
     print("\n" + VERDICT)
     print(f"wrote {out}")

@@ -1,6 +1,6 @@
 """``qldm hardware``: plan hardware sampling cost, report transpilation, check the emulator against Aer.
 
-- ``qldm hardware plan --backend fake:FakeTorino --preset tiny [--set model.qffn.n_qubits=4] [--steps last:5]``
+- ``qldm hardware plan --backend fake:FakeTorino --preset tiny [--set model.qffn.n_qubits=4] [--hardware-steps last:5]``
 - ``qldm hardware transpile --backend fake:FakeTorino --n-qubits 4 [--ancilla-elimination]``
 - ``qldm hardware emulate-check --backend aer-noise:FakeManilaV2 --n-qubits 2 [--shots 4000]``
 - ``qldm hardware study --run RUN --backend fake:FakeTorino --shots 64,1024 --hardware-steps last:5,all --n 100
@@ -15,7 +15,14 @@ from __future__ import annotations
 
 import argparse
 
-from qldm.commands.common import backend_name, config_parent, nonnegative_int, positive_int, progress_parent
+from qldm.commands.common import (
+    backend_name,
+    config_parent,
+    deprecated_alias,
+    nonnegative_int,
+    positive_int,
+    progress_parent,
+)
 
 BACKEND_HELP = "aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>"
 
@@ -30,17 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the config's sample.steps).",
     )
     p.add_argument("--backend", required=True, help=BACKEND_HELP)
-    p.add_argument(
-        "--blocks",
+    blocks = p.add_argument(
+        "--hardware-blocks",
         choices=["preset", "bottleneck", "all"],
         default="preset",
         help="Q-FFN blocks run on the backend (preset: the config's model.quantum_blocks)",
     )
-    p.add_argument("--steps", default="last:5", help="hardware steps: last:K | all | i,j,...")
-    p.add_argument("--shots", type=positive_int, default=1024)
+    steps = p.add_argument(
+        "--hardware-steps", default="last:5", help="denoising steps run on the backend: last:K | all | i,j,..."
+    )
+    p.add_argument("--shots", type=positive_int, default=1024, help="shots per circuit evaluation")
     p.add_argument("--no-guidance", action="store_true", help="no classifier-free guidance (halves tokens)")
-    p.add_argument("--ancilla-elimination", action="store_true")
-    p.add_argument("--json", help="also write the plan to this JSON file")
+    p.add_argument("--ancilla-elimination", action="store_true", help="plan branch circuits (ancillas sampled)")
+    out = p.add_argument("--out", help="also write the plan to this JSON file")
+    for old, new in (("--blocks", blocks), ("--steps", steps), ("--json", out)):
+        deprecated_alias(p, old, new)
 
     t = sub.add_parser(
         "transpile",
@@ -48,9 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transpile the Q-FFN for a backend; faithful vs ancilla-eliminated table",
     )
     t.add_argument("--backend", required=True, help=BACKEND_HELP)
-    t.add_argument("--n-qubits", type=positive_int, default=4)
-    t.add_argument("--layers", type=positive_int, default=2)
-    t.add_argument("--optimization-level", type=int, choices=range(4), default=2, metavar="{0,1,2,3}")
+    t.add_argument("--n-qubits", type=positive_int, default=4, help="data qubits of the Q-FFN circuit")
+    t.add_argument("--layers", type=positive_int, default=2, help="circuit layers")
+    t.add_argument(
+        "--optimization-level",
+        type=int,
+        choices=range(4),
+        default=2,
+        metavar="{0,1,2,3}",
+        help="Qiskit preset pass-manager level",
+    )
     t.add_argument("--ancilla-elimination", action="store_true", help="also report the branch circuits")
     t.add_argument("--cache-dir", help="QPY cache of transpiled circuits")
 
@@ -62,11 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--backend", default="aer-noise:FakeManilaV2", help="aer-noise:<FakeName> or fake:<FakeName> (same device)"
     )
-    e.add_argument("--n-qubits", type=positive_int, default=2)
-    e.add_argument("--tokens", type=positive_int, default=8)
-    e.add_argument("--shots", type=positive_int, default=4000)
-    e.add_argument("--ancilla-elimination", action="store_true")
-    e.add_argument("--seed", type=nonnegative_int, default=0)
+    e.add_argument("--n-qubits", type=positive_int, default=2, help="data qubits of the Q-FFN circuit")
+    e.add_argument("--tokens", type=positive_int, default=8, help="random input tokens compared")
+    e.add_argument("--shots", type=positive_int, default=4000, help="shots of the Aer reference run")
+    e.add_argument("--ancilla-elimination", action="store_true", help="emulate the branch circuits instead")
+    e.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the inputs, weights and shots")
     s = sub.add_parser(
         "study",
         parents=[progress_parent()],
@@ -109,6 +127,11 @@ def _check_real(backend: str, yes: bool) -> None:
             raise ValueError(f"{backend} is a real device: pass --yes to confirm")
 
 
+def _preset_blocks(model) -> str:
+    """The hardware blocks of the config's own placement: its mid block only, or every circuit slot it has."""
+    return "bottleneck" if model.quantum_blocks == "bottleneck" and not model.quanv_patch else "all"
+
+
 def _plan(args: argparse.Namespace) -> int:
     import json
 
@@ -119,8 +142,8 @@ def _plan(args: argparse.Namespace) -> int:
     result = plan(
         cfg.model,
         args.backend,
-        blocks=cfg.model.quantum_blocks if args.blocks == "preset" else args.blocks,
-        steps=args.steps,
+        blocks=_preset_blocks(cfg.model) if args.hardware_blocks == "preset" else args.hardware_blocks,
+        steps=args.hardware_steps,
         total_steps=cfg.sample.steps,
         guidance=not args.no_guidance,
         shots=args.shots,
@@ -128,8 +151,8 @@ def _plan(args: argparse.Namespace) -> int:
     )
     for key, value in result.items():
         print(f"{key:>22}: {value}")
-    if args.json:
-        with open(args.json, "w") as fh:
+    if args.out:
+        with open(args.out, "w") as fh:
             json.dump(result, fh, indent=2)
     return 0
 
@@ -237,11 +260,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def output_lock(args: argparse.Namespace):
-    """``study`` holds its ``--out`` folder and ``plan --json FILE`` that file. ``transpile`` writes only to the shared
+    """``study`` holds its ``--out`` folder and ``plan --out FILE`` that file. ``transpile`` writes only to the shared
     circuit cache, which is safe for concurrent processes (unique temporary names, atomic renames, entries checked on
     read), and ``emulate-check`` writes nothing."""
     from qldm.train.runlock import RunLock
 
     if args.hw_command == "study":
         return RunLock(args.out)
-    return RunLock.for_file(args.json) if getattr(args, "json", None) else None
+    return RunLock.for_file(args.out) if args.hw_command == "plan" and args.out else None

@@ -35,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--guidance", type=nonnegative_float, help="classifier-free guidance scale, >= 0, 1 = off (default: the run's)"
     )
-    parser.add_argument("--scheduler", choices=["ddim", "dpm++", "ddpm"], help="sampler (default: the run's)")
+    parser.add_argument(
+        "--scheduler",
+        help="sampler: ddim | dpm++ | ddpm, or the class name of any diffusers scheduler compatible with the model "
+        "(its scheduler's .compatibles, e.g. EulerDiscreteScheduler) (default: the run's)",
+    )
     parser.add_argument(
         "--seed", type=nonnegative_int, default=0, help="image k (prompt by prompt) starts from seed SEED+k"
     )
@@ -56,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     hw = parser.add_argument_group("hardware (runs chosen Q-FFN blocks on an IBM backend; see `qldm hardware`)")
     hw.add_argument("--quantum-backend", help="aer | aer-noise:<FakeName> | fake:<FakeName> | ibm:<device>")
-    hw.add_argument("--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck")
+    hw.add_argument(
+        "--hardware-blocks", choices=["bottleneck", "all"], default="bottleneck", help="Q-FFN blocks run on the backend"
+    )
     hw.add_argument("--hardware-steps", default="last:5", help="last:K | all | i,j,... (denoising step indices)")
     hw.add_argument("--shots", type=positive_int, default=1024, help="shots per circuit evaluation (default 1024)")
     hw.add_argument(
@@ -105,6 +111,29 @@ def _load_pipeline(args: argparse.Namespace):
     raise FileNotFoundError(
         f"{path} is neither a pipeline folder (model_index.json) nor a checkpoint (ema.safetensors)"
     )
+
+
+def _scheduler(name: str, pipe, cfg):
+    """The sampler ``name``: one of the project's tuned samplers, or a compatible diffusers class by name.
+
+    A class from the pipeline scheduler's ``compatibles`` starts from that scheduler's config (the trained process:
+    betas, prediction type), with timesteps spaced ``"trailing"`` like the project's own samplers.
+
+    Raises:
+        ValueError: If ``name`` is neither, listing the compatible class names.
+    """
+    from qldm.models import make_sample_scheduler
+    from qldm.models.diffusion import SAMPLERS
+
+    if name in SAMPLERS:
+        return make_sample_scheduler(name, cfg.model)
+    compatible = {cls.__name__: cls for cls in pipe.scheduler.compatibles}
+    if name not in compatible:
+        raise ValueError(
+            f"--scheduler {name!r} is neither one of {list(SAMPLERS)} nor a scheduler compatible with this model: "
+            f"{', '.join(sorted(compatible))}"
+        )
+    return compatible[name].from_config(pipe.scheduler.config, timestep_spacing="trailing")
 
 
 def _write_settings(path, args: argparse.Namespace, cfg, *, steps: int, guidance: float) -> None:
@@ -183,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
 
     from qldm.commands.common import reading
     from qldm.config import apply_overrides
-    from qldm.models import check_circuit_compatible, make_sample_scheduler
+    from qldm.models import check_circuit_compatible
     from qldm.train.progress import save_grid
 
     if args.quantum_backend:
@@ -198,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         requested = apply_overrides(cfg, list(args.expect)).model
         check_circuit_compatible(cfg.model.circuit_metadata(), requested.circuit_metadata())
     if args.scheduler:
-        pipe.scheduler = make_sample_scheduler(args.scheduler, cfg.model)
+        pipe.scheduler = _scheduler(args.scheduler, pipe, cfg)
     if args.quantum_executor:
         pipe.unet.set_quantum_executor(args.quantum_executor)
     prompts = args.prompt or list(cfg.sample.prompts)

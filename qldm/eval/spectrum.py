@@ -151,12 +151,10 @@ def plot_spectra(
     """
     if not curves:
         raise ValueError("plot_spectra needs at least one curve")
-    import matplotlib
+    from matplotlib.figure import Figure  # a file, not a window: no pyplot state, no backend chosen
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for label, curve in curves.items():
         freqs, power = np.asarray(curve[0]), np.asarray(curve[1])
         line = ax.semilogy(freqs, power, label=label, lw=1.6)[0]
@@ -175,5 +173,4 @@ def plot_spectra(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -32,6 +32,7 @@ restores that RNG, replays the same noise), or from a private generator when ``s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -126,6 +127,14 @@ def decompose_for_aer(circuit: QuantumCircuit, basis: Sequence[str] = AER_SAFE_B
     return out
 
 
+@functools.cache
+def aer_max_wires() -> int:
+    """The widest statevector ``AerSimulator`` reports it can simulate in this machine's memory."""
+    from qiskit_aer import AerSimulator
+
+    return int(AerSimulator(method="statevector").configuration().n_qubits)
+
+
 class AerExecutor(Executor):
     """Expectation values from Qiskit Aer's ``EstimatorV2``, with parameter-shift gradients.
 
@@ -141,6 +150,8 @@ class AerExecutor(Executor):
         backend_options: ``AerSimulator`` options over our defaults (e.g. ``max_parallel_threads``). On CPU
             our default parallelises over a PUB's bindings (see :func:`aer_estimator`).
         estimator: An ``EstimatorV2`` to use instead of building ``qiskit_aer.primitives.EstimatorV2``.
+        max_wires: Refuse circuits wider than this; ``None``: the widest statevector Aer reports it can hold in
+            this machine's memory (``AerSimulator().configuration().n_qubits``).
 
     Raises:
         ValueError: On an unknown method or device, both ``shots`` and ``precision``, or non-positive sizes.
@@ -160,6 +171,7 @@ class AerExecutor(Executor):
         device: Literal["auto", "CPU", "GPU"] = "auto",
         estimator: BaseEstimatorV2 | None = None,
         backend_options: Mapping[str, object] | None = None,
+        max_wires: int | None = None,
     ) -> None:
         if method not in ("pub", "qnn"):
             raise ValueError(f"unknown Aer method {method!r}; choose 'pub' or 'qnn'")
@@ -171,6 +183,9 @@ class AerExecutor(Executor):
             raise ValueError(f"precision must be >= 0, got {precision}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if max_wires is not None and max_wires < 1:
+            raise ValueError(f"max_wires must be >= 1, got {max_wires}")
+        self.max_wires = None if max_wires is None else int(max_wires)
         self.method, self.shots, self.seed, self.chunk_size = method, shots, seed, int(chunk_size)
         self.precision = 1.0 / math.sqrt(shots) if shots is not None else float(precision or 0.0)
         self.exact = self.precision == 0.0  # instance value shadows the class default
@@ -193,10 +208,25 @@ class AerExecutor(Executor):
         return {
             "name": self.name, "method": self.method, "shots": self.shots, "precision": self._precision_arg,
             "seed": self.seed, "chunk_size": self.chunk_size, "device": self.device,
-            "backend_options": dict(self.backend_options),
+            "backend_options": dict(self.backend_options), "max_wires": self.max_wires,
         }  # fmt: skip
 
+    def check_spec(self, spec: CircuitSpec) -> None:
+        """Refuse a circuit wider than :attr:`max_wires` (or Aer's memory limit) before any work.
+
+        Raises:
+            ValueError: One line naming the limit and the executors that can run wider circuits.
+        """
+        limit = self.max_wires if self.max_wires is not None else aer_max_wires()
+        if spec.num_qubits > limit:
+            source = "max_wires" if self.max_wires is not None else "Aer's statevector limit in this machine's memory"
+            raise ValueError(
+                f"{spec.name}: {spec.num_qubits} wires exceed {source} ({limit}); use the 'tensornet' or 'branch' "
+                "executor"
+            )
+
     def compile(self, spec: CircuitSpec) -> _PubProgram | _QnnProgram:
+        self.check_spec(spec)
         decomposed = decompose_for_aer(spec.circuit)
         program = _PubProgram if self.method == "pub" else _QnnProgram
         return program(spec, decomposed, self)

@@ -133,12 +133,20 @@ class QuantumLayer(nn.Module):
         ``input_gradients``); see :meth:`from_circuit` for the conventions. Copy ``TorchConnector(qnn).weight``
         into ``initial_weights`` to continue from its weights.
 
+        The layer is exact, so it stands in only for a QNN whose own numbers are exact: an exact estimator (the
+        default ``qiskit_machine_learning`` estimator, or ``StatevectorEstimator`` with ``default_precision=0``) and
+        an exact gradient (the default parameter shift, or a real linear-combination gradient, on such an estimator).
+
         Raises:
-            ValueError: If ``qnn`` is not an ``EstimatorQNN``, or as :meth:`from_circuit`.
+            ValueError: If ``qnn`` is not an ``EstimatorQNN``; if its estimator samples shots, adds noise or runs
+                elsewhere, or its gradient is not exact (naming ``from_circuit`` for the exact fast path); or as
+                :meth:`from_circuit`.
         """
         from circuits.custom import spec_from_qnn
 
-        return cls._estimator_layer(spec_from_qnn(qnn), qnn.input_gradients, executor, initial_weights)
+        spec = spec_from_qnn(qnn)
+        _check_exact_qnn(qnn)
+        return cls._estimator_layer(spec, qnn.input_gradients, executor, initial_weights)
 
     @classmethod
     def _estimator_layer(cls, spec, input_gradients, executor, initial_weights) -> QuantumLayer:
@@ -167,3 +175,43 @@ class QuantumLayer(nn.Module):
         if not module.input_gradients:
             x = x.detach()
         return (x, *args[1:])
+
+
+def _is_exact_estimator(estimator, precision: float) -> bool:
+    """Whether ``estimator`` returns exact expectation values when run at ``precision`` (as ``EstimatorQNN`` runs it).
+
+    ``qiskit_machine_learning``'s estimator in exact mode ignores the precision; qiskit's ``StatevectorEstimator``
+    draws Gaussian noise of that width unless it is 0. Any other estimator (Aer, a backend, a runtime service) is
+    taken as not exact.
+    """
+    from qiskit.primitives import StatevectorEstimator
+
+    try:
+        from qiskit_machine_learning.primitives import QMLEstimator
+    except ImportError:  # older qiskit-machine-learning: no exact-mode estimator of its own
+        QMLEstimator = ()  # noqa: N806 - isinstance against nothing
+    if isinstance(estimator, QMLEstimator):
+        return bool(getattr(estimator, "_exact_mode", precision == 0))
+    return type(estimator) is StatevectorEstimator and precision == 0
+
+
+def _check_exact_qnn(qnn) -> None:
+    """Refuse, in one line, a QNN whose estimator or gradient the exact layer would silently replace."""
+    from qiskit_machine_learning.gradients import LinCombEstimatorGradient, ParamShiftEstimatorGradient
+
+    precision = float(getattr(qnn, "default_precision", 0.0))
+    fix = "use QuantumLayer.from_circuit(...) for the exact fast path, or TorchConnector(qnn) to keep it"
+    if not _is_exact_estimator(qnn.estimator, precision):
+        raise ValueError(
+            f"from_qnn: the QNN's estimator ({type(qnn.estimator).__name__}, precision {precision:g}) is not exact, "
+            f"and this layer would replace it by an exact statevector; {fix}"
+        )
+    gradient = qnn.gradient
+    exact_rule = isinstance(gradient, ParamShiftEstimatorGradient) or (
+        isinstance(gradient, LinCombEstimatorGradient) and str(gradient.derivative_type).endswith("REAL")
+    )
+    if not (exact_rule and _is_exact_estimator(getattr(gradient, "_estimator", None), precision)):
+        raise ValueError(
+            f"from_qnn: the QNN's gradient ({type(gradient).__name__}) is not an exact rule on an exact estimator, "
+            f"and this layer computes exact gradients; {fix}"
+        )

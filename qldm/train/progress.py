@@ -128,13 +128,11 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, *, nrow: int, pad: in
     return path
 
 
-def _figure():
-    import matplotlib
+def _figure(**kwargs: Any) -> Any:
+    """A bare ``matplotlib.figure.Figure``: runs write files, so no pyplot state, no window and no backend choice."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # headless: runs write files, never open windows
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def plot_loss(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path | None:
@@ -142,9 +140,9 @@ def plot_loss(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pat
     pts = [(r["step"], r["loss"]) for r in records if "loss" in r and r["loss"] is not None]
     if not pts:
         return None
-    plt = _figure()
     steps, loss = (np.asarray(v, float) for v in zip(*pts))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = _figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(steps, loss, lw=0.6, alpha=0.5, label="loss")
     k = max(1, len(loss) // 20)
     ax.plot(steps, np.convolve(loss, np.ones(k) / k, mode="same"), lw=1.5, label=f"mean of {k}")
@@ -154,7 +152,6 @@ def plot_loss(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pat
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
 
 
@@ -163,8 +160,8 @@ def plot_gates(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pa
     keys = sorted({k for r in records for k in r if k.startswith("gate/")})
     if not keys:
         return None
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = _figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for k in keys:
         pts = [(r["step"], r[k]) for r in records if k in r]
         ax.plot(*zip(*pts), label=k.removeprefix("gate/"))
@@ -175,7 +172,6 @@ def plot_gates(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Pa
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
 
 
@@ -195,13 +191,12 @@ def evolution_figure(grid_paths: dict[int, Path], path: str | os.PathLike) -> Pa
 
     epochs = sorted(grid_paths)
     chosen = sorted({epochs[0], epochs[len(epochs) // 2], epochs[-1]})
-    plt = _figure()
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4 * len(chosen), 4.4), squeeze=False)
+    fig = _figure(figsize=(4 * len(chosen), 4.4))
+    axes = fig.subplots(1, len(chosen), squeeze=False)
     for ax, ep in zip(axes[0], chosen):
         ax.imshow(np.asarray(Image.open(grid_paths[ep]).convert("RGB")))
         ax.set_title(f"epoch {ep}")
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return Path(path)
