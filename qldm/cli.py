@@ -22,6 +22,7 @@ import importlib
 import shlex
 import sys
 import typing
+from pathlib import Path
 
 from qldm.commands.common import add_output_options
 
@@ -144,18 +145,30 @@ def main(argv: list[str] | None = None) -> int:
     args.no_progress = not logs.progress_wanted(no_progress=args.no_progress, quiet=args.quiet)
     folder = getattr(args, "out", None) if args.command in RUN_FOLDER_COMMANDS else None
     line = shlex.join(["qldm", *argv])
-    with logs.session(line, progress=not args.no_progress, verbose=args.verbose, quiet=args.quiet, run_folder=folder):
-        return _run(module, args)
+
+    def logged() -> int:  # the run-folder log starts once the output is ours: a refused writer leaves no file
+        show = {"progress": not args.no_progress, "verbose": args.verbose, "quiet": args.quiet}
+        with logs.session(line, **show, run_folder=folder):
+            code = _guarded(args, lambda: int(module.run(args) or 0))
+        if code == 2 and folder is not None:  # refused input: a transcript alone is not worth a new folder
+            log = Path(folder) / logs.LOG_NAME
+            if log.is_file() and not [p for p in Path(folder).iterdir() if p != log and not p.name.startswith(".")]:
+                log.unlink()
+        return code
+
+    def locked() -> int:
+        with _output_lock(module, args):
+            return logged()
+
+    return _guarded(args, locked)
 
 
-def _run(module, args: argparse.Namespace) -> int:
-    """``module.run(args)``, its expected errors turned into one line and an exit code."""
+def _guarded(args: argparse.Namespace, body: typing.Callable[[], int]) -> int:
+    """``body()``, its expected errors turned into one line and an exit code (``--debug``: tracebacks as they are)."""
     if args.debug:
-        with _output_lock(module, args):
-            return int(module.run(args) or 0)  # tracebacks as they are
+        return body()
     try:
-        with _output_lock(module, args):
-            return int(module.run(args) or 0)
+        return body()
     except KeyboardInterrupt:
         print(f"qldm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -82,14 +82,14 @@ def test_two_concurrent_samplings_submit_each_pub_once(pipe, tmp_path):
         (["features"], False),
         (["ablate", "--run", "{tmp}"], False),
         (["bp", "--design", "hea"], True),
-        (["hardware", "plan", "--backend", "aer", "--json", "{out}"], True),
+        (["hardware", "plan", "--backend", "aer", "--out", "{out}"], True),
     ],
     ids=["evaluate", "features", "ablate", "bp", "hardware-plan"],
 )
 def test_every_writing_command_refuses_a_busy_output(tmp_path, capsys, argv, out_is_file):
     out = tmp_path / ("study.json" if out_is_file else "out")
     argv = [a.format(tmp=tmp_path, out=out) for a in argv]
-    if "--json" not in argv:
+    if "--out" not in argv:
         argv += ["--out", str(out)]
     lock = RunLock.for_file(out) if out_is_file else RunLock(out)
     with lock:  # another qldm process (here: this one) holds the output
