@@ -37,9 +37,10 @@ def profile_cell(n: int, method: str, tokens: int, calls: int, top: int) -> dict
     from circuits import qffn_circuit
     from qldm.quantum import QuantumLayer, make_executor
 
-    opts = {"method": method} | ({"chunk_size": 1024} if method == "tree" else {})
+    # "sweep" is the ring executor, "tree" the general tensor network (which no longer switches to the ring itself)
+    executor = make_executor("ring") if method == "sweep" else make_executor("tensornet", chunk_size=1024)
     spec = qffn_circuit(n, 2, "per-qubit", "ring")
-    layer = QuantumLayer(spec, executor=make_executor("tensornet", **opts))
+    layer = QuantumLayer(spec, executor=executor)
 
     def step() -> None:
         x = torch.randn(tokens, n, requires_grad=True)

@@ -230,14 +230,19 @@ class EmulatorExecutor(Executor):
 
 
 def _exact(spec: CircuitSpec, dtype: torch.dtype) -> Executor:
-    """The exact executor for the noiseless values: the statevector where it fits, else the tensor network (which
-    runs an unmodified Q-FFN circuit of any width as its ring sweep)."""
+    """The exact executor for the noiseless values: the statevector where it fits, else the ring sweep for an
+    unmodified Q-FFN (any width), else the general tensor network (too slow for wide Q-FFNs, hence the ring first)."""
     sv = StatevectorExecutor(dtype=dtype)
     if spec.num_qubits <= sv.max_wires:
         return sv
-    from qldm.quantum.tensornet import TensorNetworkExecutor
+    from qldm.quantum.tensornet import RingExecutor, TensorNetworkExecutor
 
-    return TensorNetworkExecutor(dtype=dtype)
+    ring = RingExecutor(dtype=dtype)
+    try:
+        ring.check_spec(spec)
+    except ValueError:
+        return TensorNetworkExecutor(dtype=dtype)
+    return ring
 
 
 class _EmulatorProgram(Program):

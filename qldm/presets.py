@@ -88,7 +88,7 @@ def _anime64() -> RunConfig:
             attention_levels=(1, 2),
             quantum_blocks="bottleneck",
             prediction_type="v_prediction",
-            qffn=QFFNConfig(n_qubits=16, n_layers=2, ancillas="per-qubit", executor="tensornet"),
+            qffn=QFFNConfig(n_qubits=16, n_layers=2, ancillas="per-qubit", executor="ring"),
         ),
         data=DataConfig(source="anime-faces", image_size=64, limit=12000, seed=0),
         train=TrainConfig(
@@ -140,7 +140,7 @@ def _paper() -> RunConfig:
             text_heads=8,
             max_text_length=77,
             quantum_blocks="all",
-            qffn=QFFNConfig(n_qubits=16, n_layers=2, ancillas="per-qubit", executor="tensornet"),
+            qffn=QFFNConfig(n_qubits=16, n_layers=2, ancillas="per-qubit", executor="ring"),
         ),
         data=DataConfig(source="anime-faces", image_size=128, limit=None, seed=0),
         train=TrainConfig(

@@ -23,19 +23,11 @@ from torch import nn
 from circuits.qffn import AncillaMode, Readout, qffn_circuit
 from circuits.spec import CircuitSpec
 from qldm.config_io import bounded, check_fields
-from qldm.quantum.executor import Executor
+from qldm.quantum.executor import Executor, config_fields
 from qldm.quantum.layer import QuantumLayer
-from qldm.quantum.registry import EXECUTORS, make_executor
+from qldm.quantum.registry import EXECUTORS, executor_class, make_executor
 
 __all__ = ["QFFNConfig", "QuantumFeedForward", "CircuitSlot", "ClassicalTwin", "make_core", "twin_shape"]
-
-# constructor keyword of each executor -> the QFFNConfig field that sets it (the one place they are mapped)
-_EXECUTOR_OPTIONS: dict[str, dict[str, str]] = {
-    "statevector": {"dtype": "executor_dtype", "chunk_size": "executor_chunk_size"},
-    "tensornet": {"dtype": "executor_dtype", "chunk_size": "executor_chunk_size", "optimize": "tn_optimize"},
-    "branch": {"dtype": "executor_dtype", "chunk_size": "executor_chunk_size", "samples": "branch_samples"},
-    "aer": {"chunk_size": "executor_chunk_size"},
-}
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,8 @@ class QFFNConfig:
 
         Unset options (None) are left out, so the executor's own default applies.
         """
-        fields = _EXECUTOR_OPTIONS.get(self.executor, {})
+        # the executor's options dataclass names the config field of each option (``option(..., config=...)``)
+        fields = config_fields(executor_class(self.executor)) if self.executor in EXECUTORS else {}
         options = {kwarg: getattr(self, name) for kwarg, name in fields.items()}
         return {k: v for k, v in options.items() if v is not None}
 

@@ -218,7 +218,8 @@ def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_aer_device("TPU")  # type: ignore[arg-type]
 
 
-def test_bad_input_errors(qffn_spec: CircuitSpec) -> None:
+def test_bad_input_errors(qffn_spec: CircuitSpec, monkeypatch) -> None:
+    monkeypatch.setenv("QLDM_DEBUG", "1")  # NaN/inf checks run only in debug mode
     program = AerExecutor().compile(qffn_spec)
     x, w = _data(qffn_spec, 2)
     with pytest.raises(ValueError, match="expected inputs of shape"):

@@ -34,7 +34,7 @@ def test_preset_settings():
     assert 2 <= tiny.model.qffn.n_qubits <= 4 and tiny.model.qffn.executor == "statevector"
     assert tiny.data.holdout  # the demo prompts combos training never showed
     assert (paper.model.image_size, paper.model.qffn.n_qubits, paper.model.qffn.ancillas) == (128, 16, "per-qubit")
-    assert (paper.model.qffn.executor, paper.model.quantum_blocks) == ("tensornet", "all")
+    assert (paper.model.qffn.executor, paper.model.quantum_blocks) == ("ring", "all")
     assert (paper.train.lr_classical, paper.train.lr_quantum, paper.train.lr_gate) == (1e-4, 5e-4, 1e-6)
     assert (paper.train.batch_size, paper.train.ema_decay) == (64, 0.999)
     assert paper.model.latent_size == 16  # the original's 4x16x16 latents

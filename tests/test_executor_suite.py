@@ -8,6 +8,7 @@ invariance, bad inputs, CUDA = CPU, and that ``describe()`` is JSON-able and reb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,7 +18,14 @@ from conftest import random_spec, reference_expectations
 
 from circuits import qffn_circuit
 from circuits.spec import CircuitSpec
-from qldm.quantum import BranchExecutor, Executor, StatevectorExecutor, TensorNetworkExecutor, make_executor
+from qldm.quantum import (
+    BranchExecutor,
+    Executor,
+    RingExecutor,
+    StatevectorExecutor,
+    TensorNetworkExecutor,
+    make_executor,
+)
 from qldm.quantum.aer import AerExecutor
 
 F64 = torch.float64
@@ -99,7 +107,8 @@ class ExecutorTesterMixin:
             assert np.linalg.norm(got - want) <= 1e-6 * max(1.0, np.linalg.norm(want)), (got, want)
 
     # ------------------------------------------------------------------------------------------- bad inputs
-    def test_bad_inputs_raise_one_line_errors(self):
+    def test_bad_inputs_raise_one_line_errors(self, monkeypatch):
+        monkeypatch.setenv("QLDM_DEBUG", "1")  # the finiteness checks run only in debug mode
         spec = self.specs[0]()
         program = self.make().compile(spec)
         x, w = _args(spec, 2)
@@ -117,12 +126,16 @@ class ExecutorTesterMixin:
             assert "\n" not in str(err.value)
         empty = program(x[:0], w)
         assert empty.shape == (0, spec.num_outputs)
+        monkeypatch.delenv("QLDM_DEBUG")
+        out = program(x.clone().index_fill_(1, torch.tensor([0]), float("nan")), w)  # no check, no host sync
+        assert out.shape == (2, spec.num_outputs)
 
     # ------------------------------------------------------------------------------------------ description
     def test_describe_is_json_and_rebuilds(self):
         ex = self.make()
         d = ex.describe()
         assert json.loads(json.dumps(d)) == d and d["name"] == ex.name
+        assert set(d) - {"name"} == {f.name for f in dataclasses.fields(type(ex).Options)}  # generated from it
         if self.registry:
             again = make_executor(**d)
             assert type(again) is type(ex) and again.describe() == d
@@ -161,6 +174,13 @@ class TestTensorNetwork(ExecutorTesterMixin):
 
     def make(self, **options) -> Executor:
         return TensorNetworkExecutor(dtype=F64, **options)
+
+
+class TestRing(ExecutorTesterMixin):
+    specs = (lambda: qffn_circuit(2, ancillas="per-qubit"), lambda: qffn_circuit(3, ancillas="shared"))
+
+    def make(self, **options) -> Executor:
+        return RingExecutor(dtype=F64, **options)
 
 
 class TestBranchEnumerated(ExecutorTesterMixin):
@@ -214,7 +234,7 @@ def test_runtime_describe_rebuilds():
 def test_registry_names_and_lazy_classes():
     from qldm.quantum.registry import EXECUTORS, executor_class
 
-    assert sorted(EXECUTORS) == ["aer", "branch", "statevector", "tensornet"]
+    assert sorted(EXECUTORS) == ["aer", "branch", "ring", "statevector", "tensornet"]
     assert executor_class("branch") is BranchExecutor and executor_class("aer") is AerExecutor
     assert make_executor("statevector", dtype="float64").dtype == F64
     assert make_executor("statevector", dtype="torch.float64").dtype == F64

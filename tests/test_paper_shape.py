@@ -36,7 +36,7 @@ def test_paper_shaped_model_has_11_sixteen_qubit_blocks_and_takes_one_step():
     blocks = [m for m in unet.modules() if isinstance(m, QuantumFeedForward)]
     assert len(blocks) == 11
     assert all(b.quantum.spec.num_qubits == 32 and b.quantum.spec.num_inputs == 16 for b in blocks)
-    assert {type(b.quantum.executor).__name__ for b in blocks} == {"TensorNetworkExecutor"}
+    assert {type(b.quantum.executor).__name__ for b in blocks} == {"RingExecutor"}
     m = cfg.model
     latents = torch.randn(1, m.latent_channels, m.latent_size, m.latent_size)  # (1, 4, 16, 16)
     hidden = torch.randn(1, m.max_text_length, m.cross_attention_dim)

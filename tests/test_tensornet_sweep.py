@@ -1,8 +1,8 @@
 """The Q-FFN ring sweep against the general tensor network, the statevector executor, autograd and finite differences.
 
-The sweep (``qldm.quantum.tensornet.ring`` + ``sweep``) replaces the planned network for recognised Q-FFNs; the general
-network (``method="tree"``, complex, autograd through every einsum) is the reference it must equal, values and
-gradients, in float64.
+The ``ring`` executor (``qldm.quantum.tensornet.ring`` + ``sweep``) runs recognised Q-FFNs and refuses everything
+else; the general ``tensornet`` network (complex, autograd through every einsum) is the reference it must equal, values
+and gradients, in float64.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from circuits.qffn import ANCILLA_MODES, READOUTS
 from circuits.spec import CircuitSpec
 from qldm.quantum.registry import make_executor
 from qldm.quantum.statevector import StatevectorExecutor
-from qldm.quantum.tensornet import TensorNetworkExecutor, TensorNetworkProgram
-from qldm.quantum.tensornet.executor import RingSweepProgram
+from qldm.quantum.tensornet import RingExecutor, RingSweepProgram, TensorNetworkExecutor, TensorNetworkProgram
 from qldm.quantum.tensornet.ring import match_qffn, site_tensors
 from qldm.quantum.tensornet.sweep import RingSweep, plan_sweep, ring_expectations
 
@@ -47,8 +46,8 @@ def _value_and_grads(program, x, w, probe):
 @pytest.mark.parametrize("readout", READOUTS)
 def test_sweep_equals_general_network_values_and_gradients(n, layers, ancillas, readout):
     spec = qffn_circuit(n, layers, ancillas, readout)
-    sweep = TensorNetworkExecutor(dtype=F64).compile(spec)
-    tree = TensorNetworkExecutor(dtype=F64, method="tree").compile(spec)
+    sweep = RingExecutor(dtype=F64).compile(spec)
+    tree = TensorNetworkExecutor(dtype=F64).compile(spec)
     assert isinstance(sweep, RingSweepProgram) and isinstance(tree, TensorNetworkProgram)
     x, w = _args(spec, 7, seed=n * 10 + layers)
     probe = torch.randn(7, n, generator=torch.Generator().manual_seed(3), dtype=F64)
@@ -62,8 +61,8 @@ def test_four_layers_and_n16_equal_general_network():
     for spec in (qffn_circuit(4, 4, "per-qubit", "ring"), qffn_circuit(16, 2, "per-qubit", "ring")):
         x, w = _args(spec, 3, seed=5)
         probe = torch.randn(3, spec.num_outputs, generator=torch.Generator().manual_seed(4), dtype=F64)
-        sweep = TensorNetworkExecutor(dtype=F64).compile(spec)
-        tree = TensorNetworkExecutor(dtype=F64, method="tree").compile(spec)
+        sweep = RingExecutor(dtype=F64).compile(spec)
+        tree = TensorNetworkExecutor(dtype=F64).compile(spec)
         for a, b in zip(_value_and_grads(sweep, x, w, probe), _value_and_grads(tree, x, w, probe)):
             torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
 
@@ -106,8 +105,8 @@ def test_matches_qiskit_and_chunks_share_the_call_weights():
     spec = qffn_circuit(4, 2, "per-qubit", "ring")
     x, w = _args(spec, 9, seed=7)
     probe = torch.randn(9, 4, generator=torch.Generator().manual_seed(2), dtype=F64)
-    whole = _value_and_grads(TensorNetworkExecutor(dtype=F64).compile(spec), x, w, probe)
-    chunked_program = TensorNetworkExecutor(dtype=F64, chunk_size=2).compile(spec)
+    whole = _value_and_grads(RingExecutor(dtype=F64).compile(spec), x, w, probe)
+    chunked_program = RingExecutor(dtype=F64, chunk_size=2).compile(spec)
     chunked = _value_and_grads(chunked_program, x, w, probe)
     for a, b in zip(chunked, whole):
         torch.testing.assert_close(a, b, atol=1e-14, rtol=0)
@@ -120,8 +119,8 @@ def test_matches_qiskit_and_chunks_share_the_call_weights():
 def test_float32_agrees_with_float64():
     spec = qffn_circuit(16, 2, "per-qubit", "ring")
     x, w = _args(spec, 64, seed=3)
-    f32 = TensorNetworkExecutor().compile(spec)(x.detach().float(), w.detach().float())
-    f64 = TensorNetworkExecutor(dtype=F64).compile(spec)(x.detach(), w.detach())
+    f32 = RingExecutor().compile(spec)(x.detach().float(), w.detach().float())
+    f64 = RingExecutor(dtype=F64).compile(spec)(x.detach(), w.detach())
     assert f32.dtype == torch.float32 and f64.abs().max() > 0.01
     torch.testing.assert_close(f32.double(), f64, atol=2e-5, rtol=0)
 
@@ -132,7 +131,7 @@ def _modified(spec: CircuitSpec, **changes) -> CircuitSpec:
     return CircuitSpec(**(fields | changes), name="modified", metadata=dict(spec.metadata))
 
 
-def test_anything_but_an_exact_qffn_takes_the_general_network():
+def test_ring_refuses_anything_but_an_exact_qffn_in_one_line_and_tensornet_runs_it():
     spec = qffn_circuit(3, 2, "per-qubit", "ring")
     extra = spec.circuit.copy()
     extra.h(0)  # one gate more
@@ -151,17 +150,37 @@ def test_anything_but_an_exact_qffn_takes_the_general_network():
         x, w = _args(bad, 3, seed=1)
         want = reference_expectations(bad, x.detach().numpy(), w.detach().numpy())
         np.testing.assert_allclose(program(x, w).detach().numpy(), want, atol=1e-10, rtol=0)
-        with pytest.raises(ValueError, match="method='sweep'"):
-            TensorNetworkExecutor(method="sweep").compile(bad)
-    assert match_qffn(qffn_circuit(3, 5, "per-qubit", "ring")) is None  # deeper than the sweep takes
-    assert isinstance(TensorNetworkExecutor().compile(qffn_circuit(3, 5)), TensorNetworkProgram)
+        for call in (RingExecutor().compile, RingExecutor().check_spec):
+            with pytest.raises(ValueError, match="runs only an unmodified qffn_circuit") as err:
+                call(bad)
+            assert "\n" not in str(err.value) and str(err.value).startswith(bad.name)
+    deep = qffn_circuit(3, 5, "per-qubit", "ring")
+    assert match_qffn(deep) is None  # deeper than the sweep takes
+    with pytest.raises(ValueError, match="'ring' executor"):
+        RingExecutor().compile(deep)
+    assert isinstance(TensorNetworkExecutor().compile(deep), TensorNetworkProgram)
 
 
-def test_method_option_describes_and_rebuilds():
-    ex = TensorNetworkExecutor(method="tree")
-    desc = json.loads(json.dumps(ex.describe()))
-    assert desc["method"] == "tree" and make_executor(**desc).describe() == ex.describe()
-    with pytest.raises(ValueError, match="method"):
-        TensorNetworkExecutor(method="magic")
-    program = TensorNetworkExecutor().compile(qffn_circuit(16, 2))
+def test_tensornet_never_switches_to_the_ring():
+    spec = qffn_circuit(16, 2, "per-qubit", "ring")
+    assert isinstance(TensorNetworkExecutor().compile(spec), TensorNetworkProgram)
+    program = make_executor("ring").compile(spec)
+    assert isinstance(program, RingSweepProgram)
     assert program.ring.bond == 4 and 1e4 < program.flops_per_token < 1e5
+
+
+def test_ring_equals_tensornet_on_the_paper_qffn_float64():
+    spec = qffn_circuit(16, 2, "per-qubit", "ring")
+    x, w = _args(spec, 5, seed=11)
+    ring = RingExecutor(dtype=F64).compile(spec)(x.detach(), w.detach())
+    tree = TensorNetworkExecutor(dtype=F64).compile(spec)(x.detach(), w.detach())
+    assert tree.shape == (5, 16) and tree.abs().max() > 5e-3  # not zeros against zeros (long Z strings are small)
+    assert (ring - tree).abs().max().item() < 1e-10
+
+
+def test_ring_options_describe_and_rebuild():
+    ex = RingExecutor(dtype=F64, chunk_size=7, max_chunk_elements=1000)
+    desc = json.loads(json.dumps(ex.describe()))
+    assert desc == {"name": "ring", "dtype": "torch.float64", "device": None, "chunk_size": 7,
+                    "max_chunk_elements": 1000}  # fmt: skip
+    assert make_executor(**desc).describe() == desc

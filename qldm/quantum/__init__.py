@@ -1,8 +1,8 @@
 """Torch execution of circuit specs: executors, grouped by family, and the ``QuantumLayer`` module.
 
 Families: :mod:`qldm.quantum.statevector` (exact statevector and ancilla-branch executors),
-:mod:`qldm.quantum.tensornet` (tensor-network contraction) and :mod:`qldm.quantum.aer` (Qiskit Aer). Executors are
-built by name only in :mod:`qldm.quantum.registry`.
+:mod:`qldm.quantum.tensornet` (tensor network; Q-FFN ring sweep) and :mod:`qldm.quantum.aer` (Qiskit Aer).
+Executors are built by name only in :mod:`qldm.quantum.registry`.
 """
 
 from qldm.quantum.compile import UnsupportedInstructionError, compile_spec
@@ -10,7 +10,7 @@ from qldm.quantum.executor import Executor, Program
 from qldm.quantum.layer import QuantumLayer
 from qldm.quantum.registry import EXECUTORS, executor_class, make_executor
 from qldm.quantum.statevector import BranchExecutor, StatevectorExecutor
-from qldm.quantum.tensornet import TensorNetworkExecutor
+from qldm.quantum.tensornet import RingExecutor, TensorNetworkExecutor
 
 __all__ = [
     "BranchExecutor",
@@ -18,6 +18,7 @@ __all__ = [
     "Executor",
     "Program",
     "QuantumLayer",
+    "RingExecutor",
     "StatevectorExecutor",
     "TensorNetworkExecutor",
     "UnsupportedInstructionError",

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -46,7 +47,7 @@ from qiskit.primitives import BaseEstimatorV2
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import UnsupportedInstructionError, angle_function
-from qldm.quantum.executor import Executor, Program
+from qldm.quantum.executor import Executor, Program, option
 from qldm.quantum.shift import PAULI_SHIFT
 
 __all__ = ["AerExecutor", "AER_SAFE_BASIS", "aer_estimator", "decompose_for_aer", "resolve_aer_device"]
@@ -135,6 +136,21 @@ def aer_max_wires() -> int:
     return int(AerSimulator(method="statevector").configuration().n_qubits)
 
 
+@dataclass(frozen=True)
+class AerOptions:
+    """Constructor options of :class:`AerExecutor` that a description carries (an injected estimator is not one:
+    ``device`` then reads ``"injected"``)."""
+
+    method: str = option("pub")
+    shots: int | None = option(None)
+    precision: float | None = option(None)
+    seed: int | None = option(None)
+    chunk_size: int = option(256, config="executor_chunk_size")
+    device: str = option("auto")
+    backend_options: Mapping[str, object] = option(None)
+    max_wires: int | None = option(None)
+
+
 class AerExecutor(Executor):
     """Expectation values from Qiskit Aer's ``EstimatorV2``, with parameter-shift gradients.
 
@@ -159,6 +175,7 @@ class AerExecutor(Executor):
 
     name = "aer"
     exact = True
+    Options = AerOptions
 
     def __init__(
         self,
@@ -190,7 +207,6 @@ class AerExecutor(Executor):
         self.precision = 1.0 / math.sqrt(shots) if shots is not None else float(precision or 0.0)
         self.exact = self.precision == 0.0  # instance value shadows the class default
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        self._precision_arg = precision  # as given, for describe(): shots and precision are exclusive
         if estimator is None:
             self.device = resolve_aer_device(device)
             self.backend_options = dict(backend_options or {})
@@ -202,14 +218,9 @@ class AerExecutor(Executor):
                 raise ValueError("backend_options configure the estimator built here, not an injected one")
             self.device, self.backend_options = "injected", {}
         self.estimator = estimator
-
-    def describe(self) -> dict:
-        """Constructor options (an injected estimator shows as ``device="injected"`` and cannot be rebuilt)."""
-        return {
-            "name": self.name, "method": self.method, "shots": self.shots, "precision": self._precision_arg,
-            "seed": self.seed, "chunk_size": self.chunk_size, "device": self.device,
-            "backend_options": dict(self.backend_options), "max_wires": self.max_wires,
-        }  # fmt: skip
+        self.options = AerOptions(
+            method, shots, precision, seed, self.chunk_size, self.device, dict(self.backend_options), self.max_wires
+        )
 
     def check_spec(self, spec: CircuitSpec) -> None:
         """Refuse a circuit wider than :attr:`max_wires` (or Aer's memory limit) before any work.

@@ -11,14 +11,50 @@ same random draws.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import torch
 
 from circuits.spec import CircuitSpec
 
-__all__ = ["Executor", "Program", "check_inputs"]
+__all__ = ["Executor", "Program", "check_inputs", "option", "config_fields", "debug_checks"]
+
+
+def debug_checks() -> bool:
+    """Whether the finiteness checks run: each costs a host sync per call, so only under ``QLDM_DEBUG=1``."""
+    return os.environ.get("QLDM_DEBUG") == "1"
+
+
+def option(default: Any, *, config: str | None = None) -> Any:
+    """A field of an executor's options dataclass.
+
+    Args:
+        default: The constructor's default.
+        config: The :class:`~qldm.qffn.QFFNConfig` field that sets this option, if a config may set it.
+    """
+    return field(default=default, metadata={"config": config} if config else {})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of an executor without constructor options."""
+
+
+def config_fields(executor: type[Executor]) -> dict[str, str]:
+    """Constructor keyword -> the ``QFFNConfig`` field that sets it, read from the executor's options dataclass."""
+    return {f.name: f.metadata["config"] for f in fields(executor.Options) if "config" in f.metadata}
 
 
 class Executor(ABC):
@@ -27,10 +63,14 @@ class Executor(ABC):
     Attributes:
         name: Registry name of the executor.
         exact: Whether results equal the exact expectation values up to floating-point error.
+        Options: Class: the frozen dataclass of the constructor's options (fields made with :func:`option`).
+        options: The instance's options, from which :meth:`describe` is generated.
     """
 
     name: ClassVar[str] = "executor"
     exact: ClassVar[bool] = True
+    Options: ClassVar[type] = NoOptions
+    options: Any = NoOptions()
 
     def check_spec(self, spec: CircuitSpec) -> None:
         """Refuse a spec this executor cannot run, before any work (the only place width limits live).
@@ -52,9 +92,9 @@ class Executor(ABC):
         """Every constructor option, JSON-able, with ``name`` the registry name, stored with results and checkpoints.
 
         For the registry's executors, ``make_executor(**executor.describe())`` builds an executor with the
-        same description.
+        same description. Generated from :attr:`options`, so it names every field of :attr:`Options`.
         """
-        return {"name": self.name}
+        return {"name": self.name} | {f.name: _jsonable(getattr(self.options, f.name)) for f in fields(self.options)}
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
@@ -62,10 +102,10 @@ class Executor(ABC):
 
 
 def check_inputs(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor) -> None:
-    """Validate shapes and finiteness before execution.
+    """Validate shapes, and under :func:`debug_checks` finiteness, before execution.
 
     Raises:
-        ValueError: On a wrong feature width, a wrong weight count, or NaN/inf values, naming the problem.
+        ValueError: On a wrong feature width, a wrong weight count, or (debug mode) NaN/inf values, naming the problem.
     """
     n_in = spec.num_inputs
     if inputs.dim() != 2 or inputs.shape[1] != n_in:
@@ -75,6 +115,8 @@ def check_inputs(spec: CircuitSpec, inputs: torch.Tensor, weights: torch.Tensor)
         )
     if weights.shape != (spec.num_weights,):
         raise ValueError(f"{spec.name}: expected {spec.num_weights} weights, got shape {tuple(weights.shape)}")
+    if not debug_checks():  # each check below waits for the device; a training step would pay it per call
+        return
     if not torch.isfinite(inputs).all():
         bad = (~torch.isfinite(inputs)).sum().item()
         raise ValueError(f"{spec.name}: inputs contain {bad} NaN/inf value(s)")
@@ -115,7 +157,8 @@ class Program(ABC):
         """Expectation values ``(B, n_obs)`` on the inputs' device for inputs ``(B, n_in)`` and weights ``(n_w,)``.
 
         Raises:
-            ValueError: On a wrong feature width or weight count, or NaN/inf values (one line, naming the spec).
+            ValueError: On a wrong feature width or weight count, or (``QLDM_DEBUG=1``) NaN/inf values (one line,
+                naming the spec).
         """
         check_inputs(self.spec, inputs, weights)
         dev = self.device or inputs.device
@@ -141,5 +184,6 @@ class Program(ABC):
     def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Expectation values ``(b, n_obs)`` of one chunk ``x (b, n_in)``, ``b >= 1``, with weights ``w (n_w,)``.
 
-        Both arguments are finite, of the right shape, in the program's dtype and on its device.
+        Both arguments have the right shape and are in the program's dtype and on its device (and finite when
+        :func:`debug_checks` is on).
         """

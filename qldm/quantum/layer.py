@@ -11,7 +11,7 @@ from torch import nn
 from circuits.spec import CircuitSpec
 from qldm.quantum.executor import Executor
 
-__all__ = ["QuantumLayer"]
+__all__ = ["QuantumLayer", "executor_lines"]
 
 
 class QuantumLayer(nn.Module):
@@ -215,3 +215,19 @@ def _check_exact_qnn(qnn) -> None:
             f"from_qnn: the QNN's gradient ({type(gradient).__name__}) is not an exact rule on an exact estimator, "
             f"and this layer computes exact gradients; {fix}"
         )
+
+
+def executor_lines(module: nn.Module) -> list[str]:
+    """One line per distinct executor among ``module``'s quantum layers: its description and the circuits it runs.
+
+    A run logs these at its start, so which path ran each circuit is on record rather than implied by a preset.
+    """
+    runs: dict[str, list[str]] = {}
+    for layer in module.modules():
+        if isinstance(layer, QuantumLayer):
+            runs.setdefault(repr(layer.executor), []).append(layer.spec.name)
+    lines = []
+    for executor, specs in runs.items():
+        names = sorted(set(specs))
+        lines.append(f"executor {executor} runs {len(specs)} circuit layer(s): {', '.join(names)}")
+    return lines

@@ -20,6 +20,7 @@ EXECUTORS = MappingProxyType(
     {
         "statevector": "qldm.quantum.statevector.executor:StatevectorExecutor",
         "tensornet": "qldm.quantum.tensornet.executor:TensorNetworkExecutor",
+        "ring": "qldm.quantum.tensornet.ring_executor:RingExecutor",
         "branch": "qldm.quantum.statevector.branch:BranchExecutor",
         "aer": "qldm.quantum.aer:AerExecutor",
     }
@@ -42,7 +43,7 @@ def make_executor(name: str, **options: Any) -> Executor:
     """Build an executor by registry name; ``make_executor(**executor.describe())`` rebuilds an executor.
 
     Args:
-        name: One of ``EXECUTORS`` (``statevector``, ``tensornet``, ``branch``, ``aer``).
+        name: One of ``EXECUTORS`` (``statevector``, ``tensornet``, ``ring``, ``branch``, ``aer``).
         **options: Keyword options of that executor's constructor; ``dtype`` may be a string (``"float64"`` or
             ``"torch.float64"``).
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -40,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qldm.config import RunConfig, load_config, save_config
+from qldm.quantum.layer import executor_lines
 from qldm.train import distributed as dist
 from qldm.train.checkpoint import (
     Position,
@@ -252,6 +254,8 @@ def _train(
     clock.lap("text")
 
     unet = build_unet(cfg)
+    for line in executor_lines(unet):  # which executor runs each circuit, since presets name them
+        logging.getLogger("qldm.train").info("%s", line)
     optimizer = build_optimizer(unet, cfg)
     n = latents.shape[0]
     per_epoch = n // (t.batch_size * world)

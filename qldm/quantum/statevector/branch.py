@@ -15,6 +15,7 @@ checkpointing restores before its recompute, so the recompute reuses the same br
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,13 +23,25 @@ from qiskit.quantum_info import PauliList, SparsePauliOp
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import compile_spec
-from qldm.quantum.executor import Executor, Program
+from qldm.quantum.executor import Executor, Program, option
 from qldm.quantum.statevector.engine import COMPLEX, PlanEngine
-from qldm.quantum.statevector.executor import _device_name
 from qldm.quantum.statevector.plan import build_plan
 from qldm.quantum.statevector.readout import PauliReadout
 
 __all__ = ["BranchExecutor"]
+
+
+@dataclass(frozen=True)
+class BranchOptions:
+    """Constructor options of :class:`BranchExecutor` (see there)."""
+
+    samples: int = option(1, config="branch_samples")
+    dtype: torch.dtype = option(torch.float32, config="executor_dtype")
+    device: str | torch.device | None = option(None)
+    chunk_size: int | None = option(None, config="executor_chunk_size")
+    exact_if_at_most: int = option(0)
+    cache_bytes: int = option(256 * 2**20)
+    max_data_qubits: int = option(24)
 
 
 class BranchExecutor(Executor):
@@ -49,6 +62,7 @@ class BranchExecutor(Executor):
     """
 
     name = "branch"
+    Options = BranchOptions
     exact = False
 
     def __init__(
@@ -71,18 +85,9 @@ class BranchExecutor(Executor):
         self.samples, self.dtype, self.device, self.chunk_size = int(samples), dtype, device, chunk_size
         self.exact_if_at_most, self.cache_bytes = int(exact_if_at_most), int(cache_bytes)
         self.max_data_qubits = int(max_data_qubits)
-
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "samples": self.samples,
-            "dtype": str(self.dtype),
-            "device": _device_name(self.device),
-            "chunk_size": self.chunk_size,
-            "exact_if_at_most": self.exact_if_at_most,
-            "cache_bytes": self.cache_bytes,
-            "max_data_qubits": self.max_data_qubits,
-        }
+        self.options = BranchOptions(
+            self.samples, dtype, device, chunk_size, self.exact_if_at_most, self.cache_bytes, self.max_data_qubits
+        )
 
     def check_spec(self, spec: CircuitSpec) -> None:
         if len(spec.data_qubits) > self.max_data_qubits:

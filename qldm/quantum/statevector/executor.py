@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import compile_spec
-from qldm.quantum.executor import Executor, Program
+from qldm.quantum.executor import Executor, Program, option
 from qldm.quantum.statevector.engine import COMPLEX, PlanEngine
 from qldm.quantum.statevector.plan import build_plan
 from qldm.quantum.statevector.readout import PauliReadout
@@ -16,6 +18,17 @@ __all__ = ["StatevectorExecutor", "StatevectorProgram"]
 
 def _device_name(device: str | torch.device | None) -> str | None:
     return None if device is None else str(device)
+
+
+@dataclass(frozen=True)
+class StatevectorOptions:
+    """Constructor options of :class:`StatevectorExecutor` (see there)."""
+
+    dtype: torch.dtype = option(torch.float32, config="executor_dtype")
+    device: str | torch.device | None = option(None)
+    chunk_size: int | None = option(None, config="executor_chunk_size")
+    max_wires: int = option(24)
+    cache_bytes: int = option(256 * 2**20)
 
 
 class StatevectorExecutor(Executor):
@@ -35,6 +48,7 @@ class StatevectorExecutor(Executor):
     """
 
     name = "statevector"
+    Options = StatevectorOptions
     exact = True
 
     def __init__(
@@ -52,16 +66,7 @@ class StatevectorExecutor(Executor):
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.dtype, self.device, self.chunk_size = dtype, device, chunk_size
         self.max_wires, self.cache_bytes = int(max_wires), int(cache_bytes)
-
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "dtype": str(self.dtype),
-            "device": _device_name(self.device),
-            "chunk_size": self.chunk_size,
-            "max_wires": self.max_wires,
-            "cache_bytes": self.cache_bytes,
-        }
+        self.options = StatevectorOptions(dtype, device, chunk_size, self.max_wires, self.cache_bytes)
 
     def check_spec(self, spec: CircuitSpec) -> None:
         if spec.num_qubits > self.max_wires:

@@ -1,11 +1,8 @@
 """Exact expectation values by contracting the circuit as a ket-and-bra tensor network, batched over tokens.
 
-A recognised Q-FFN (an unmodified :func:`circuits.qffn_circuit` of at most four layers) runs as a ring of real
-Pauli-basis transfer matrices instead (:class:`RingSweepProgram`: :mod:`qldm.quantum.tensornet.ring` builds the site
-tensors, :mod:`qldm.quantum.tensornet.sweep` reads every output from one left and one right sweep and has a
-hand-written backward); at n = 16 that is about 40x faster forward+backward than the general network below
-(``benchmarks/RESULTS.md``, section 1b). Every other circuit, and any circuit with ``method="tree"``, takes the
-general network:
+This executor runs every circuit as the general network, the Q-FFN included; an unmodified Q-FFN runs much faster
+on the ``ring`` executor (:mod:`qldm.quantum.tensornet.ring_executor`), which a config must name: this one never
+switches to it, so the path that runs is always the one named.
 
 The network is built from the spec's compiled instructions (:mod:`qldm.quantum.tensornet.network`: gate fusion,
 diagonal wires as hyperedges, traced ancillas closed early), its pairwise contraction path is planned once per
@@ -38,21 +35,31 @@ circuits with long-range wiring lose the ring structure sooner.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from circuits.spec import CircuitSpec
 from qldm.quantum.compile import CompiledSpec, compile_spec
-from qldm.quantum.executor import Executor, Program
+from qldm.quantum.executor import Executor, Program, option
 from qldm.quantum.tensornet.network import Network, build_network, gate_tensor
-from qldm.quantum.tensornet.ring import QffnRing, match_qffn, site_tensors
-from qldm.quantum.tensornet.sweep import SweepPlan, plan_sweep, ring_expectations, sweep_flops
 from qldm.quantum.tensornet.tree import ContractionPlan, plan_contraction
 
-__all__ = ["TensorNetworkExecutor", "TensorNetworkProgram", "RingSweepProgram"]
+__all__ = ["TensorNetworkExecutor", "TensorNetworkOptions", "TensorNetworkProgram"]
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 _OPTIMIZERS = ("greedy", "random-greedy", "random-greedy-128", "dp", "auto")
-_METHODS = ("auto", "sweep", "tree")
+
+
+@dataclass(frozen=True)
+class TensorNetworkOptions:
+    """Constructor options of :class:`TensorNetworkExecutor` (see there)."""
+
+    dtype: torch.dtype = option(torch.float32, config="executor_dtype")
+    device: str | torch.device | None = option(None)
+    chunk_size: int = option(4096, config="executor_chunk_size")
+    max_chunk_elements: int = option(2**25)
+    optimize: str = option("greedy", config="tn_optimize")
 
 
 class TensorNetworkExecutor(Executor):
@@ -61,23 +68,20 @@ class TensorNetworkExecutor(Executor):
     Args:
         dtype: ``torch.float32`` (default) or ``torch.float64``; tensors use the matching complex type.
         device: Torch device of the contraction; ``None`` follows the inputs.
-        chunk_size: Most tokens contracted at once (the ring sweep keeps about 6e3 floats per token at n = 16).
+        chunk_size: Most tokens contracted at once.
         max_chunk_elements: Bound on the complex elements one chunk keeps (node values and environments, which
             autograd holds); a deep circuit gets a smaller chunk, so memory stays bounded for any token count.
             The two-layer Q-FFN keeps about 1.7e4 elements per token at n = 16.
         optimize: opt_einsum path optimiser (``random-greedy-128`` finds 2-8x cheaper paths for >= 3 layers,
             at a longer planning time), run once per compiled spec.
-        method: ``"auto"`` runs a recognised Q-FFN (:func:`~qldm.quantum.tensornet.ring.match_qffn`, up to four
-            layers) as a real transfer-matrix ring (:class:`RingSweepProgram`) and every other circuit as the
-            planned complex network (:class:`TensorNetworkProgram`); ``"tree"`` always takes the network;
-            ``"sweep"`` requires the ring.
 
     Raises:
-        ValueError: On an unsupported dtype, a non-positive chunk size, an unknown optimiser or method.
+        ValueError: On an unsupported dtype, a non-positive chunk size or an unknown optimiser.
     """
 
     name = "tensornet"
     exact = True
+    Options = TensorNetworkOptions
 
     def __init__(
         self,
@@ -87,7 +91,6 @@ class TensorNetworkExecutor(Executor):
         chunk_size: int = 4096,
         max_chunk_elements: int = 2**25,
         optimize: str = "greedy",
-        method: str = "auto",
     ) -> None:
         if dtype not in _COMPLEX:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -95,42 +98,20 @@ class TensorNetworkExecutor(Executor):
             raise ValueError(f"chunk_size and max_chunk_elements must be >= 1, got {chunk_size}, {max_chunk_elements}")
         if optimize not in _OPTIMIZERS:
             raise ValueError(f"unknown contraction optimiser {optimize!r}; choose one of {_OPTIMIZERS}")
-        if method not in _METHODS:
-            raise ValueError(f"unknown tensor-network method {method!r}; choose one of {_METHODS}")
         self.dtype, self.device, self.chunk_size, self.optimize = dtype, device, int(chunk_size), optimize
-        self.max_chunk_elements, self.method = int(max_chunk_elements), method
+        self.max_chunk_elements = int(max_chunk_elements)
+        self.options = TensorNetworkOptions(dtype, device, self.chunk_size, self.max_chunk_elements, optimize)
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "dtype": str(self.dtype),
-            "device": None if self.device is None else str(self.device),
-            "chunk_size": self.chunk_size,
-            "max_chunk_elements": self.max_chunk_elements,
-            "optimize": self.optimize,
-            "method": self.method,
-        }
-
-    def compile(self, spec: CircuitSpec) -> TensorNetworkProgram | RingSweepProgram:
-        """Compile the spec: a recognised Q-FFN to its ring sweep, anything else to a planned network (once).
+    def compile(self, spec: CircuitSpec) -> TensorNetworkProgram:
+        """Compile the spec to a planned network (once), whatever the circuit.
 
         The path is planned for this circuit's own network; a circuit whose single token exceeds ``max_chunk_elements``
         under that path is refused rather than run out of memory.
 
         Raises:
             UnsupportedInstructionError: If the circuit holds an instruction that is not a unitary gate.
-            ValueError: If even one token's contraction exceeds ``max_chunk_elements`` (too entangled), or
-                ``method="sweep"`` and the spec is not a Q-FFN the sweep takes.
+            ValueError: If even one token's contraction exceeds ``max_chunk_elements`` (too entangled).
         """
-        ring = match_qffn(spec) if self.method != "tree" else None
-        sweep = plan_sweep(ring.masks) if ring is not None else None
-        if ring is not None and sweep is not None:
-            return RingSweepProgram(spec, ring, sweep, self)
-        if self.method == "sweep":
-            raise ValueError(
-                f"{spec.name}: method='sweep' takes only an unmodified qffn_circuit of at most 4 layers; "
-                "use method='auto' or 'tree'"
-            )
         compiled = compile_spec(spec)
         network = build_network(compiled)
         plan = plan_contraction(network, self.optimize)
@@ -201,33 +182,3 @@ class TensorNetworkProgram(Program):
         if net.identity_terms:
             terms[:, list(net.identity_terms)] = values[-1][:, None]
         return (terms @ const["coeffs"]).real  # (B, n_obs)
-
-
-class RingSweepProgram(Program):
-    """A recognised Q-FFN as a ring of real ``D x D`` transfer matrices (:mod:`qldm.quantum.tensornet.ring`).
-
-    The weight part of the site tensors is built once per call (differentiable, by autograd) and every chunk runs
-    :func:`~qldm.quantum.tensornet.sweep.ring_expectations`, whose backward is hand-written.
-
-    Attributes:
-        ring: The recognised circuit (sites, layers, ancilla mode, readout masks).
-        sweep: Which close each output takes.
-        flops_per_token: Real flops of one token's forward+backward (:func:`~qldm.quantum.tensornet.sweep.sweep_flops`).
-    """
-
-    def __init__(self, spec: CircuitSpec, ring: QffnRing, sweep: SweepPlan, executor: TensorNetworkExecutor) -> None:
-        branches = 2 if ring.ancillas == "shared" else 1
-        stored = 6 * ring.n * branches * 2 * ring.bond**2  # site matrices, left and right products, their gradients
-        chunk = max(1, min(executor.chunk_size, int(executor.max_chunk_elements // stored)))
-        super().__init__(spec, dtype=executor.dtype, device=executor.device, chunk_size=chunk)
-        self.ring, self.sweep = ring, sweep
-        self.flops_per_token = sweep_flops(sweep, ring.bond, branches)
-        self._site: tuple[torch.Tensor, torch.Tensor] | None = None  # (weights, site tensors) of the current call
-
-    def _begin(self, batch: int) -> None:
-        self._site = None  # a new call: the site tensors join this call's autograd graph
-
-    def _run(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if self._site is None or self._site[0] is not w:
-            self._site = (w, site_tensors(self.ring, w))  # (br, n, 3, 2, D, D), shared by the call's chunks
-        return ring_expectations(x, self._site[1], self.sweep)
