@@ -52,6 +52,7 @@ def test_parallel_design_builds_the_same_model_as_before(sets, count, total, abs
 
     flat = [f"model.{k}={v}" for k, v in sets.items() if k != "qffn"]
     flat += [f"model.qffn.{k}={v}" for k, v in sets.get("qffn", {}).items()]
+    flat.append("model.qffn.executor=statevector")  # the executor the reference sums were computed with
     torch.manual_seed(0)
     unet = build_unet(apply_overrides(make_preset("micro"), flat).model)
     g = torch.Generator().manual_seed(1)
