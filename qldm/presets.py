@@ -46,7 +46,7 @@ def _tiny() -> RunConfig:
             unet_block_channels=(32, 64),
             attention_head_dim=32,
             quantum_blocks="bottleneck",
-            qffn=QFFNConfig(n_qubits=3, executor="ring"),  # the fastest exact path for a Q-FFN of any width
+            qffn=QFFNConfig(n_qubits=3, executor="statevector"),
             # v-prediction: at high noise an eps-model's x0 estimate is amplified by 1/sqrt(alpha_bar); a short run
             # learns global layout (and hair colour) much sooner predicting v (Salimans & Ho 2022)
             prediction_type="v_prediction",

@@ -31,7 +31,7 @@ def test_presets_validate_and_round_trip(name, tmp_path):
 def test_preset_settings():
     tiny, paper = make_preset("tiny"), make_preset("paper")
     assert tiny.data.source == "procedural" and tiny.model.quantum_blocks == "bottleneck"
-    assert 2 <= tiny.model.qffn.n_qubits <= 4 and tiny.model.qffn.executor == "ring"
+    assert 2 <= tiny.model.qffn.n_qubits <= 4 and tiny.model.qffn.executor == "statevector"
     assert tiny.data.holdout  # the demo prompts combos training never showed
     assert (paper.model.image_size, paper.model.qffn.n_qubits, paper.model.qffn.ancillas) == (128, 16, "per-qubit")
     assert (paper.model.qffn.executor, paper.model.quantum_blocks) == ("ring", "all")
@@ -81,7 +81,7 @@ def test_overrides_parse_each_type():
         ("nosuch.key=1", "unknown config key 'nosuch.key'"),
         ("epochs=3", "unknown config key 'epochs'"),
         ("train.epochs", "not of the form"),
-        ("model.qffn.n_layers=5", "runs only an unmodified qffn_circuit of at most 4 layers"),  # the ring's limit
+        ("model.qffn.n_qubits=20", "needs 40 wires"),  # cannot fit the statevector executor
         ("model.n_qubits=3", "did you mean 'model.qffn.n_qubits'"),  # the key moved into the Q-FFN section
         ("model.qffn=3", "is a section"),
         ("model.qffn.executor_dtype=float16", "is not one of ['float32', 'float64']"),
