@@ -76,7 +76,8 @@ def _losses(run):
 def test_kill_at_every_phase_of_a_save_resumes_bit_exactly(reference, tmp_path, save, phase, expect):
     cfg, ref = reference
     out = tmp_path / "run"
-    child = mp.get_context("fork").Process(target=_train_until_killed, args=(cfg, str(out), save, phase))
+    # spawn, not fork: a child forked after the parent's OpenMP pool exists deadlocks in its first parallel region
+    child = mp.get_context("spawn").Process(target=_train_until_killed, args=(cfg, str(out), save, phase))
     child.start()
     child.join(300)
     assert child.exitcode == KILLED  # the phase was reached and the run died there
