@@ -23,7 +23,7 @@ from hardware.study import (
     steps_selector,
 )
 
-__all__ = ["run_study", "plot_study"]
+__all__ = ["run_study", "plot_study", "draw_study"]
 
 MIN_FID_IMAGES = 16  # below this the FID's covariance is too degenerate for its matrix square root
 
@@ -183,11 +183,17 @@ def json_n(meta: Path) -> int | None:
 
 
 def plot_study(study: dict, path: Path) -> None:
-    """FID and mean pixel change against shots (log axis), one line per condition kind and step selector; the exact
-    model's FID as a horizontal line."""
+    """Write :func:`draw_study`'s figure to ``path``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 4))
+    draw_study(study, fig)
+    fig.savefig(path, dpi=110)
+
+
+def draw_study(study: dict, fig: Any) -> None:
+    """FID and mean pixel change against shots (log axis), one line per condition kind and step selector, and the
+    exact model's FID as a horizontal line, drawn into ``fig`` (a pyplot figure shows inline in a notebook)."""
     ax_fid, ax_pix = fig.subplots(1, 2)
     rows = study["conditions"]
     exact = next(r for r in rows if r["kind"] == "exact")
@@ -218,7 +224,6 @@ def plot_study(study: dict, path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def _grid(sets: dict[str, Any], path: Path, columns: int = 8) -> None:
