@@ -173,10 +173,10 @@ def condition_record(cond: Condition, metrics: dict, cost: dict | None) -> dict:
     """One row of ``study.json``: the condition, its image metrics and its modelled cost per image."""
     row = {**asdict(cond), "key": cond.key, **metrics}
     if cost is not None:
-        row |= {k: cost[k] for k in ("pubs", "jobs", "shots", "qpu_time_model_s")}
+        row |= {"pubs": cost["pubs"], "jobs": cost["jobs"], "shots_per_image": cost["shots"]}
         row["qpu_seconds_per_image"] = cost["qpu_time_model_s"]
     else:
-        row |= {"pubs": 0, "jobs": 0, "shots": 0, "qpu_seconds_per_image": 0.0}
+        row |= {"pubs": 0, "jobs": 0, "shots_per_image": 0, "qpu_seconds_per_image": 0.0}
     return row
 
 

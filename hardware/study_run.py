@@ -217,8 +217,9 @@ def draw_study(study: dict, fig: Any) -> None:
         )
     if exact["fid"] is not None:
         ax_fid.axhline(exact["fid"], color="k", ls="--", lw=1, label="exact")
-    ax_fid.set(xscale="log", xlabel="shots", ylabel="FID vs held-out faces", title=f"{study['backend']}")
-    ax_pix.set(xscale="log", yscale="symlog", xlabel="shots", ylabel="mean |image - exact| (grey levels)")
+    ax_fid.set(xscale="log", xlabel="shots per circuit evaluation", ylabel="FID vs held-out faces")
+    ax_fid.set_title(study["backend"])
+    ax_pix.set(xscale="log", xlabel="shots per circuit evaluation", ylabel="mean |image - exact| (grey levels)")
     ax_pix.set_title(f"{study['circuit']}, {study['n']} images", fontsize=9)
     for ax in (ax_fid, ax_pix):
         if ax.get_legend_handles_labels()[0]:

@@ -75,18 +75,19 @@ def test_micro_study_writes_every_field_and_resumes_without_resampling(quantum_o
     rows = {r["key"]: r for r in study["conditions"]}
     assert list(rows) == ["exact", "emulator_s64_last1", "aer_s64_last1"]
     for r in rows.values():
-        assert {"fid", "hf_ratio", "hair_accuracy", "pixel_change", "pubs", "shots", "qpu_seconds_per_image"} <= set(r)
+        assert {"fid", "hf_ratio", "hair_accuracy", "pixel_change", "pubs", "shots_per_image"} <= set(r)
+        assert "qpu_seconds_per_image" in r
         assert r["n"] == 4 and r["fid"] is None  # 4 images are too few for a FID
     assert rows["exact"]["pixel_change"]["mean"] == 0 and rows["exact"]["qpu_seconds_per_image"] == 0
     emu = rows["emulator_s64_last1"]
-    assert emu["pixel_change"]["mean"] > 0 and emu["pubs"] > 0 and emu["shots"] > 0
+    assert emu["pixel_change"]["mean"] > 0 and emu["pubs"] > 0 and emu["shots"] == 64
     from hardware.sampling import plan
     from qldm.config import load_config
 
     cfg = load_config(quantum_only_run)
     p = plan(cfg.model, "fake:FakeManilaV2", blocks="all", steps="last:1", total_steps=cfg.sample.steps, shots=64)
     assert emu["qpu_seconds_per_image"] == pytest.approx(p["qpu_time_model_s"])
-    assert emu["shots"] == p["shots"] == 64 * p["parameter_sets"]
+    assert emu["shots_per_image"] == p["shots"] == 64 * p["parameter_sets"]
     check = study["emulator_vs_aer"][0]
     assert check["aer"] == "aer_s64_last1" and check["emulator_vs_aer"]["n"] == 4
     for f in ("study.png", "grid.png"):
