@@ -8,6 +8,7 @@ image), ``OUT/study.png`` (FID and pixel change against shots, a line per condit
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,10 @@ def _metrics(images: Any, prompts: list[str], *, source: str, size: int, exact: 
 
     fid = None
     if len(images) >= MIN_FID_IMAGES:
-        fid = float(frechet_distance(*feature_statistics(reference), *feature_statistics(extractor(images))))
+        try:
+            fid = float(frechet_distance(*feature_statistics(reference), *feature_statistics(extractor(images))))
+        except ValueError as err:  # near-identical images: the covariance has no real square root; keep the rest
+            logging.getLogger(__name__).warning("FID left out: %s", err)
     attrs = hair_colour_accuracy(images, prompts, judge=judge_for_source(source))
     return {
         "fid": fid,
